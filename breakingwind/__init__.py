@@ -1,0 +1,3 @@
+"""BreakingWind: a local, private, multi-agent coding daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from breakingwind.cli import main
+
+main()

@@ -1,0 +1,285 @@
+"""Settings: `config.toml` plus environment overrides, validated into one pydantic object.
+
+`load_settings()` is the only function that reads the config file or the environment. Relative
+paths in the file are relative to the file's folder; relative paths in environment variables are
+relative to the current directory. Environment variables:
+
+- `BREAKINGWIND_CONFIG`        the config file (default `./config.toml` when present)
+- `BREAKINGWIND_HOME`          the data dir (`storage.data_dir`, default `~/.breakingwind`)
+- `BREAKINGWIND_PROJECT_ROOT`  the project the tools may touch (`project.root`)
+- `BREAKINGWIND_<SECTION>__<KEY>` any other key, e.g. `BREAKINGWIND_SERVER__PORT=9000`,
+  `BREAKINGWIND_CODER__N_CTX=32768`.
+
+An unknown key, section or `BREAKINGWIND_*` variable is an error, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from breakingwind.errors import ConfigError
+
+AGENT_NAMES: tuple[str, ...] = ("preprocessor", "planner", "coder", "reviewer")
+# The full profile (models/manifest.toml); a partial agent table only overrides what it names.
+AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "preprocessor": {"model": "gemma-2-2b-it-Q6_K.gguf", "n_ctx": 8192},
+    "planner": {"model": "nvidia_Llama-3.1-Nemotron-Nano-8B-v1-Q6_K.gguf", "n_ctx": 131072},
+    "coder": {"model": "Devstral-Small-2507-Q6_K.gguf", "n_ctx": 131072},
+    "reviewer": {"model": "Qwen3-Coder-30B-A3B-Instruct-Q6_K.gguf", "n_ctx": 262144},
+}
+ENV_PREFIX = "BREAKINGWIND_"
+_ENV_SHORTCUTS = {
+    "BREAKINGWIND_HOME": ("storage", "data_dir"),
+    "BREAKINGWIND_PROJECT_ROOT": ("project", "root"),
+}
+_ENV_CONFIG = "BREAKINGWIND_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    return Path("~/.breakingwind").expanduser()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _resolve_relative_paths(cls, value: Any, info: ValidationInfo) -> Any:
+        """Anchor relative paths at the config file's folder (passed in the validation context)."""
+        if isinstance(value, Path):
+            value = value.expanduser()
+            base = (info.context or {}).get("base_dir")
+            if base is not None and not value.is_absolute():
+                value = Path(base) / value
+        return value
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Interface to bind; keep it on loopback.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP API.")
+    api_key: str | None = Field(
+        None, min_length=1, description="When set, clients must send it as a Bearer token."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity of the daemon."
+    )
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for the database, logs and caches (BREAKINGWIND_HOME).",
+    )
+    database: str = Field(
+        "breakingwind.sqlite3", min_length=1, description="SQLite file name inside data_dir."
+    )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / self.database
+
+
+class ProjectSettings(_Section):
+    root: Path = Field(
+        Path("."), description="The project the tools may touch (BREAKINGWIND_PROJECT_ROOT)."
+    )
+
+
+class PipelineSettings(_Section):
+    max_review_cycles: int = Field(3, ge=1, le=20, description="Coder/reviewer cycles per plan.")
+    stage_timeout_s: float = Field(300.0, gt=0, description="Time limit of one pipeline stage.")
+
+
+class EngineSettings(_Section):
+    models_dir: Path = Field(Path("models"), description="Where relative model files live.")
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="Refuse to load models past this many GiB in total (unset: no cap)."
+    )
+    max_queue: int = Field(
+        32, ge=1, description="Requests waiting per model before new ones get QueueFull."
+    )
+
+
+class AgentSettings(_Section):
+    model: str = Field(
+        min_length=1, description="GGUF file; relative names are looked up in models_dir."
+    )
+    n_ctx: int = Field(8192, ge=256, description="Context window in tokens.")
+    n_gpu_layers: int = Field(-1, ge=-1, description="Layers to offload; -1 = all when supported.")
+    n_batch: int = Field(512, ge=1, description="Prompt tokens decoded per llama_decode call.")
+    chat_format: str | None = Field(
+        None, description="Override the GGUF's chat template (e.g. 'chatml', 'llama-3', 'gemma')."
+    )
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
+    threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    project: ProjectSettings = Field(default_factory=ProjectSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    preprocessor: AgentSettings = Field(
+        default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["preprocessor"])
+    )
+    planner: AgentSettings = Field(
+        default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["planner"])
+    )
+    coder: AgentSettings = Field(default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["coder"]))
+    reviewer: AgentSettings = Field(
+        default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["reviewer"])
+    )
+    config_file: Annotated[Path | None, Field(exclude=True)] = None
+
+    def agents(self) -> dict[str, AgentSettings]:
+        """The per-agent settings by agent name, in pipeline order."""
+        return {name: getattr(self, name) for name in AGENT_NAMES}
+
+    def model_path(self, agent: str) -> Path:
+        """The configured model file of `agent` (it may not exist)."""
+        model = Path(self.agents()[agent].model).expanduser()
+        return model if model.is_absolute() else self.engine.models_dir / model
+
+
+def load_settings(
+    config_path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the config file and the environment into a validated `Settings`.
+
+    Raises `ConfigError` naming every bad key (dotted, or the environment variable) and what was
+    expected. Nothing is started and no file is written here.
+    """
+    environ = os.environ if environ is None else environ
+    path = config_path or _config_path_from(environ)
+    data: dict[str, Any] = {agent: dict(table) for agent, table in AGENT_DEFAULTS.items()}
+    _deep_merge(data, _read_toml(path) if path is not None else {})
+    env_data, env_sources = _environment_overrides(environ)
+    _deep_merge(data, env_data)
+    try:
+        # Environment paths were made absolute already, so anchoring only affects file values.
+        settings = Settings.model_validate(
+            data, context={"base_dir": path.parent if path else Path.cwd()}
+        )
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, env_sources), source=str(path or "settings")) from None
+    return settings.model_copy(update={"config_file": path})
+
+
+def _config_path_from(environ: Mapping[str, str]) -> Path | None:
+    if environ.get(_ENV_CONFIG):
+        path = Path(environ[_ENV_CONFIG]).expanduser()
+        if not path.is_file():
+            raise ConfigError([(_ENV_CONFIG, f"config file {path} does not exist")], "environment")
+        return path.resolve()
+    default = Path("config.toml")
+    return default.resolve() if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([("config", f"config file {path} does not exist")], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("config", f"not valid TOML: {exc}")], str(path)) from None
+
+
+def _environment_overrides(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Turn `BREAKINGWIND_*` variables into a nested dict; also return key -> variable name."""
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    problems: list[tuple[str, str]] = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == _ENV_CONFIG:
+            continue
+        if name in _ENV_SHORTCUTS:
+            keys = _ENV_SHORTCUTS[name]
+        elif "__" in name:
+            keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        else:
+            problems.append((name, "unknown variable; use BREAKINGWIND_<SECTION>__<KEY>"))
+            continue
+        if keys[0] not in Settings.model_fields or keys[0] == "config_file":
+            problems.append((name, f"unknown section {keys[0]!r}"))
+            continue
+        value: Any = _env_value(raw)
+        if _is_path_field(keys) and isinstance(value, str):
+            value = str(Path(value).expanduser().resolve())
+        _deep_merge(data, _nest(keys, value))
+        sources[keys] = name
+    if problems:
+        raise ConfigError(problems, source="environment")
+    return data, sources
+
+
+def _env_value(raw: str) -> Any:
+    """JSON for lists and tables, the raw string otherwise (pydantic converts numbers/bools)."""
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _is_path_field(keys: tuple[str, ...]) -> bool:
+    model: type[BaseModel] = Settings
+    for key in keys[:-1]:
+        field = model.model_fields.get(key)
+        if field is None or not isinstance(field.annotation, type):
+            return False
+        if not issubclass(field.annotation, BaseModel):
+            return False
+        model = field.annotation
+    field = model.model_fields.get(keys[-1])
+    if field is None:
+        return False
+    annotation = field.annotation
+    if get_origin(annotation) is not None:
+        return Path in get_args(annotation)
+    return annotation is Path
+
+
+def _nest(keys: tuple[str, ...], value: Any) -> dict[str, Any]:
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
+def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _problems(
+    exc: ValidationError, env_sources: dict[tuple[str, ...], str]
+) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        dotted = ".".join(loc)
+        env = env_sources.get(loc)
+        label = f"{dotted} (from {env})" if env else dotted
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif "input" in error and not isinstance(error["input"], dict):
+            message = f"{message} (got {error['input']!r})"
+        problems.append((label, message))
+    return problems

@@ -1,0 +1,176 @@
+"""The engine: every agent's model, loaded once per distinct file, behind one async interface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from breakingwind.config import AgentSettings, Settings
+from breakingwind.engine.gguf_file import inspect_gguf
+from breakingwind.engine.types import GenerationRequest, GenerationResult
+from breakingwind.engine.worker import (
+    GenerationStream,
+    LoadReport,
+    ModelSpec,
+    ModelState,
+    ModelWorker,
+    SamplingParams,
+)
+from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable
+from breakingwind.models import (
+    Manifest,
+    ResolvedModel,
+    fallback_message,
+    load_manifest,
+    resolve_agent_models,
+)
+
+log = logging.getLogger(__name__)
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    agent: str
+    model_file: str
+    fallback: bool
+    state: ModelState
+    error: str | None
+    report: LoadReport | None
+    queue_depth: int
+    busy: bool
+    tokens_generated: int
+
+
+class Engine:
+    """One `ModelWorker` per distinct model file; agents that name the same file share it.
+
+    `start()` begins loading every model in the background (each on its own thread) and returns at
+    once; requests wait until their model is ready. `close()` stops the workers.
+    """
+
+    def __init__(self, settings: Settings, manifest: Manifest | None = None) -> None:
+        self.settings = settings
+        self.manifest = manifest or load_manifest()
+        self.models: dict[str, ResolvedModel] = resolve_agent_models(settings, self.manifest)
+        self._workers: dict[Path, ModelWorker] = {}
+        self._by_agent: dict[str, ModelWorker] = {}
+        sharing: dict[Path, list[str]] = {}
+        for agent, model in self.models.items():
+            sharing.setdefault(model.path, []).append(agent)
+        for path, agents in sharing.items():
+            spec = _model_spec(path, agents, self.models, settings)
+            worker = self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+            for agent in agents:
+                self._by_agent[agent] = worker
+
+    @property
+    def agents(self) -> list[str]:
+        return list(self._by_agent)
+
+    def start(self) -> None:
+        """Log fallbacks, apply the memory budget, and start loading every model."""
+        for model in self.models.values():
+            if model.fallback:
+                log.warning(fallback_message(model, self.manifest))
+        budget = self.settings.engine.memory_budget_gb
+        planned = 0
+        for worker in self._workers.values():
+            try:
+                worker.info = inspect_gguf(worker.spec.path)
+                needed = worker.info.estimated_bytes(worker.spec.n_ctx)
+                if budget is not None and planned + needed > budget * GIB:
+                    raise MemoryBudgetExceeded(
+                        f"{worker.name} needs about {needed / GIB:.2f} GiB (weights + KV cache at"
+                        f" n_ctx {worker.spec.n_ctx}); with {planned / GIB:.2f} GiB already planned"
+                        f" that exceeds engine.memory_budget_gb = {budget} GiB"
+                    )
+            except ModelLoadError as exc:
+                log.error("%s (agents: %s): %s", worker.name, ", ".join(worker.spec.agents), exc)
+                worker.refuse(exc)
+                continue
+            planned += needed
+            worker.start()
+
+    def close(self) -> None:
+        for worker in self._workers.values():
+            worker.close()
+
+    def worker(self, agent: str) -> ModelWorker:
+        try:
+            return self._by_agent[agent]
+        except KeyError:
+            raise ModelUnavailable(
+                f"unknown agent {agent!r}; agents: {', '.join(self._by_agent)}"
+            ) from None
+
+    async def wait_ready(self) -> None:
+        """Wait until every model has loaded or failed (failures are reported by `status`)."""
+        for worker in self._workers.values():
+            try:
+                await worker.wait_ready()
+            except ModelUnavailable:
+                pass
+
+    async def stream(self, agent: str, request: GenerationRequest) -> GenerationStream:
+        """Start a generation on `agent`'s model and return its stream of text deltas.
+
+        Waits for the model to finish loading; raises `ModelUnavailable`, `ContextOverflow` or
+        `QueueFull` before anything is generated.
+        """
+        worker = self.worker(agent)
+        await worker.wait_ready()
+        sampling = _sampling(request, self.settings.agents()[agent])
+        prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        return worker.submit(prepared)
+
+    async def complete(self, agent: str, request: GenerationRequest) -> GenerationResult:
+        """Generate to the end and return the whole result."""
+        stream = await self.stream(agent, request)
+        async with stream:
+            return await stream.collect()
+
+    def status(self) -> dict[str, AgentStatus]:
+        statuses = {}
+        for agent, worker in self._by_agent.items():
+            statuses[agent] = AgentStatus(
+                agent=agent,
+                model_file=str(worker.spec.path),
+                fallback=self.models[agent].fallback,
+                state=worker.state,
+                error=worker.error,
+                report=worker.report,
+                queue_depth=worker.queue_depth,
+                busy=worker.busy,
+                tokens_generated=worker.tokens_generated,
+            )
+        return statuses
+
+
+def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=request.max_tokens or agent.max_tokens,
+        temperature=agent.temperature if request.temperature is None else request.temperature,
+        top_p=agent.top_p if request.top_p is None else request.top_p,
+        seed=request.seed,
+        grammar=request.grammar,
+    )
+
+
+def _model_spec(
+    path: Path, agents: list[str], models: dict[str, ResolvedModel], settings: Settings
+) -> ModelSpec:
+    """How to load `path` for `agents`: the largest context any of them asked for, the first
+    agent's other load settings."""
+    first = settings.agents()[agents[0]]
+    return ModelSpec(
+        path=path,
+        n_ctx=max(models[agent].n_ctx for agent in agents),
+        n_gpu_layers=first.n_gpu_layers,
+        n_batch=first.n_batch,
+        threads=first.threads,
+        chat_format=None if models[agents[0]].fallback else first.chat_format,
+        agents=tuple(agents),
+    )

@@ -1,0 +1,84 @@
+"""Structured output: a JSON-schema grammar constrains sampling, pydantic has the last word.
+
+The grammar alone is not trusted (DESIGN.md: it let raw newlines into strings on the chat path),
+and it cannot express every pydantic constraint, so each reply is validated. An invalid reply is
+sent back to the model once with the validation errors; a second failure raises
+`StructuredOutputError` carrying the raw output.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any, TypeVar
+
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+from pydantic import BaseModel, ValidationError
+
+from breakingwind.engine.engine import Engine
+from breakingwind.engine.types import GenerationRequest
+from breakingwind.errors import StructuredOutputError
+from breakingwind.prompts import render_prompt
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+ATTEMPTS = 2
+
+
+@cache
+def grammar_for(schema: type[BaseModel]) -> str:
+    """The GBNF grammar of `schema`'s JSON schema (cached per class)."""
+    return json_schema_to_gbnf(json.dumps(schema.model_json_schema()))
+
+
+async def generate_structured(
+    engine: Engine,
+    agent: str,
+    messages: list[dict[str, Any]],
+    schema: type[ModelT],
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> ModelT:
+    """Ask `agent` for a `schema` instance; retry once with the errors, then raise."""
+    conversation = list(messages)
+    raw = ""
+    errors = ""
+    for _ in range(ATTEMPTS):
+        result = await engine.complete(
+            agent,
+            GenerationRequest(
+                messages=conversation,
+                grammar=grammar_for(schema),
+                max_tokens=max_tokens,
+                temperature=temperature,
+            ),
+        )
+        raw = result.text
+        try:
+            return schema.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = _describe(exc, truncated=result.finish_reason == "length")
+        conversation = [
+            *messages,
+            {"role": "assistant", "content": raw},
+            {
+                "role": "user",
+                "content": render_prompt(
+                    "structured_retry.md", schema_name=schema.__name__, errors=errors
+                ),
+            },
+        ]
+    raise StructuredOutputError(
+        f"{agent}: output did not match {schema.__name__} after {ATTEMPTS} attempts: {errors}",
+        raw_output=raw,
+    )
+
+
+def _describe(exc: ValidationError, truncated: bool) -> str:
+    lines = [
+        f"- {'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+    ]
+    if truncated:
+        lines.append("- the reply was cut off at the token limit; keep it shorter")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""What callers hand the engine and what they get back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: chat `messages` (rendered with the model's template) or a raw `prompt`.
+
+    Sampling fields left as None take the agent's configured defaults.
+    """
+
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    grammar: str | None = None  # GBNF; constrains every sampled token
+    tools: list[dict[str, Any]] | None = None  # passed to the chat template
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of messages or prompt")
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the previous request
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent in each phase; monotonic timestamps for ordering across requests."""
+
+    queued_s: float
+    prefill_s: float
+    decode_s: float
+    started_at: float
+    first_token_at: float | None
+    finished_at: float
+
+    def tokens_per_s(self, tokens: int, seconds: float) -> float:
+        return tokens / seconds if seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    model: str
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.timings.tokens_per_s(self.usage.completion_tokens, self.timings.decode_s)
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        evaluated = self.usage.prompt_tokens - self.usage.cached_tokens
+        return self.timings.tokens_per_s(evaluated, self.timings.prefill_s)

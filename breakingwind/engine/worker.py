@@ -1,0 +1,487 @@
+"""One model, one owner thread: the `Llama` object is created and used only on that thread.
+
+A `Llama` object is not thread-safe, so requests reach it through a queue. Callers prepare a
+request (render + tokenize, which only reads the vocabulary and is safe from any thread), submit it,
+and read token deltas from a `GenerationStream`. Cancelling the stream (stop iterating, `aclose`,
+task cancellation, garbage collection) sets a flag the generation loop checks before every token,
+so the worker is free for the next request within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import llama_cpp
+import numpy as np
+import psutil
+from llama_cpp import Llama, LlamaGrammar
+from llama_cpp._internals import LlamaSampler
+
+from breakingwind.engine.chat_template import ChatTemplate
+from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
+from breakingwind.engine.stops import StopMatcher
+from breakingwind.engine.types import (
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    Timings,
+    Usage,
+)
+from breakingwind.errors import (
+    BreakingWindError,
+    ContextOverflow,
+    GenerationFailed,
+    ModelLoadError,
+    ModelUnavailable,
+    QueueFull,
+)
+
+log = logging.getLogger(__name__)
+
+ModelState = Literal["loading", "ready", "failed"]
+RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model file (shared by every agent that names it)."""
+
+    path: Path
+    n_ctx: int
+    n_gpu_layers: int
+    n_batch: int
+    threads: int | None
+    chat_format: str | None
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    backend: str
+    gpu_layers_offloaded: int
+    n_layers: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    rss_delta_bytes: int
+    load_s: float
+    chat_template: str
+    n_ctx: int
+
+    def describe(self) -> str:
+        gb = 1024**3
+        return (
+            f"{self.backend}, {self.gpu_layers_offloaded}/{self.n_layers + 1} layers offloaded,"
+            f" weights {self.weights_bytes / gb:.2f} GiB + KV cache {self.kv_cache_bytes / gb:.2f}"
+            f" GiB (n_ctx {self.n_ctx}), loaded in {self.load_s:.1f}s,"
+            f" template {self.chat_template}"
+        )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    grammar: str | None
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request rendered and tokenized, ready to queue."""
+
+    tokens: list[int]
+    stop: list[str]
+    sampling: SamplingParams
+
+
+def compiled_backend() -> str:
+    """The GPU backend llama-cpp-python was compiled with: 'CUDA', 'Metal', ... or 'CPU'."""
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    names = {part.split(":", 1)[0].strip() for part in info.split("|") if ":" in part}
+    for backend in ("CUDA", "Metal", "Vulkan", "HIP", "SYCL"):
+        if backend in names:
+            return backend
+    return "CPU"
+
+
+class _Job:
+    __slots__ = ("prepared", "cancel", "loop", "out", "enqueued_at")
+
+    def __init__(self, prepared: PreparedRequest, loop: asyncio.AbstractEventLoop) -> None:
+        self.prepared = prepared
+        self.cancel = threading.Event()
+        self.loop = loop
+        self.out: asyncio.Queue[Any] = asyncio.Queue()
+        self.enqueued_at = time.monotonic()
+
+    def emit(self, item: Any) -> None:
+        """Hand an item to the waiting coroutine (called from the worker thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
+            self.cancel.set()
+
+
+class GenerationStream:
+    """Async iterator of text deltas; `result` holds usage and timings once it is exhausted."""
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+        self._done = False
+        self.result: GenerationResult | None = None
+
+    def __aiter__(self) -> GenerationStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            item = await self._job.out.get()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        if isinstance(item, str):
+            return item
+        self._done = True
+        if isinstance(item, GenerationResult):
+            self.result = item
+            raise StopAsyncIteration
+        raise item
+
+    def cancel(self) -> None:
+        """Stop generation; the worker notices before its next token."""
+        self._job.cancel.set()
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self.cancel()
+
+    async def collect(self) -> GenerationResult:
+        """Drain the stream and return the final result."""
+        async for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    async def __aenter__(self) -> GenerationStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not self._done:
+            self._job.cancel.set()
+
+
+class ModelWorker:
+    """Owns one loaded model on one thread and serves queued generation requests in order."""
+
+    def __init__(self, spec: ModelSpec, max_queue: int) -> None:
+        self.spec = spec
+        self.name = spec.path.name
+        self.max_queue = max_queue
+        self.state: ModelState = "loading"
+        self.error: str | None = None
+        self.report: LoadReport | None = None
+        self.info: GGUFInfo | None = None
+        self.busy = False
+        self.tokens_generated = 0
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._settled = threading.Event()  # set once loaded or failed
+        self._thread = threading.Thread(target=self._serve, name=f"model:{self.name}", daemon=True)
+        self._llm: Any = None
+        self._template: ChatTemplate | None = None
+        self._stop_tokens: frozenset[int] = frozenset()
+        self._piece_cache: dict[int, bytes] = {}
+        self._piece_buffer = ctypes.create_string_buffer(256)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def refuse(self, error: ModelLoadError) -> None:
+        """Mark the model failed without loading it (e.g. over the memory budget)."""
+        self._fail(str(error))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the current request; queued requests are cancelled."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.emit(ModelUnavailable(f"{self.name}: the engine is shutting down"))
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def wait_ready(self) -> None:
+        """Wait until the model is loaded; raise `ModelUnavailable` if loading failed."""
+        if not self._settled.is_set():
+            await asyncio.to_thread(self._settled.wait)
+        if self.state != "ready":
+            raise ModelUnavailable(f"model {self.name} failed to load: {self.error}")
+
+    # --- requests --------------------------------------------------------------------------
+
+    def prepare(self, request: GenerationRequest, sampling: SamplingParams) -> PreparedRequest:
+        """Render and tokenize `request`; raise `ContextOverflow` if it cannot fit. Thread-safe."""
+        assert self._llm is not None and self._template is not None
+        stop = list(request.stop)
+        if request.messages is not None:
+            rendered = self._template.render(request.messages, request.tools)
+            text, add_bos = rendered.text, not rendered.has_bos
+            stop += [s for s in rendered.stop if s and not self._is_stop_token_text(s)]
+        else:
+            text, add_bos = request.prompt or "", True
+        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        n_ctx = self._llm.n_ctx()
+        if len(tokens) >= n_ctx:
+            raise ContextOverflow(len(tokens), n_ctx)
+        if not tokens:
+            raise GenerationFailed("the prompt is empty")
+        return PreparedRequest(tokens=tokens, stop=stop, sampling=sampling)
+
+    def submit(self, prepared: PreparedRequest) -> GenerationStream:
+        """Queue a prepared request; raise `QueueFull` past the bound."""
+        if self.state == "failed":
+            raise ModelUnavailable(f"model {self.name} failed to load: {self.error}")
+        if self._queue.qsize() >= self.max_queue:
+            raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
+        job = _Job(prepared, asyncio.get_running_loop())
+        self._queue.put(job)
+        return GenerationStream(job)
+
+    # --- the owner thread ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            self._load()
+        except BreakingWindError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            self._fail(f"{type(exc).__name__}: {exc}")
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            if self.state != "ready":
+                job.emit(ModelUnavailable(f"model {self.name} failed to load: {self.error}"))
+                continue
+            self.busy = True
+            try:
+                job.emit(self._generate(job))
+            except BreakingWindError as exc:
+                self._reset_context()
+                job.emit(exc)
+            except Exception as exc:  # a llama.cpp failure must not kill the worker thread
+                log.exception("generation failed on %s", self.name)
+                self._reset_context()
+                job.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+            finally:
+                self.busy = False
+        self._unload()
+
+    def _fail(self, message: str) -> None:
+        self.state = "failed"
+        self.error = message
+        self._settled.set()
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        rss_before = psutil.Process().memory_info().rss
+        self.info = info = self.info or inspect_gguf(self.spec.path)
+        offload = llama_cpp.llama_supports_gpu_offload()
+        try:
+            llm = Llama(
+                model_path=str(self.spec.path),
+                n_ctx=self.spec.n_ctx,
+                n_batch=self.spec.n_batch,
+                n_gpu_layers=self.spec.n_gpu_layers if offload else 0,
+                n_threads=self.spec.threads,
+                n_threads_batch=self.spec.threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {self.spec.path}: {exc}") from None
+        self._template = ChatTemplate(
+            llm.metadata,
+            bos_token=_token_text(llm, llm.token_bos()),
+            eos_token=_token_text(llm, llm.token_eos()),
+            chat_format=self.spec.chat_format,
+        )
+        self._stop_tokens = frozenset({llm.token_eos()})
+        self._llm = llm
+        layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
+
+        self.report = LoadReport(
+            backend=compiled_backend(),
+            gpu_layers_offloaded=min(layers, info.n_layers + 1) if offload else 0,
+            n_layers=info.n_layers,
+            weights_bytes=int(llama_cpp.llama_model_size(llm.model)),
+            kv_cache_bytes=info.kv_cache_bytes(llm.n_ctx()),
+            rss_delta_bytes=psutil.Process().memory_info().rss - rss_before,
+            load_s=time.monotonic() - started,
+            chat_template=self._template.source,
+            n_ctx=llm.n_ctx(),
+        )
+        self.state = "ready"
+        self._settled.set()
+        log.info(
+            "loaded %s for %s: %s", self.name, ", ".join(self.spec.agents), self.report.describe()
+        )
+
+    def _unload(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    def _reset_context(self) -> None:
+        if self._llm is not None:
+            self._llm.n_tokens = 0  # the next eval clears the KV cache from position 0
+
+    def _generate(self, job: _Job) -> GenerationResult:
+        llm = self._llm
+        prepared = job.prepared
+        tokens = prepared.tokens
+        started = time.monotonic()
+        cached = self._reuse_prefix(tokens)
+        sampler = self._sampler(prepared.sampling)
+        try:
+            finish: FinishReason | None = None
+            for start in range(cached, len(tokens), self.spec.n_batch):
+                if job.cancel.is_set():
+                    finish = "cancelled"
+                    break
+                llm.eval(tokens[start : start + self.spec.n_batch])
+            prefilled = time.monotonic()
+            text, generated, first_at, finish = self._decode_loop(job, sampler, finish)
+        finally:
+            sampler.close()
+        finished = time.monotonic()
+        self.tokens_generated += generated
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            usage=Usage(len(tokens), generated, cached_tokens=cached),
+            timings=Timings(
+                queued_s=started - job.enqueued_at,
+                prefill_s=prefilled - started,
+                decode_s=finished - prefilled,
+                started_at=started,
+                first_token_at=first_at,
+                finished_at=finished,
+            ),
+            model=self.name,
+        )
+
+    def _decode_loop(
+        self, job: _Job, sampler: Any, finish: FinishReason | None
+    ) -> tuple[str, int, float | None, FinishReason]:
+        """Sample, emit and evaluate one token at a time: the hot loop, kept lean on purpose."""
+        llm = self._llm
+        ctx = llm._ctx
+        vocab = llm._model.vocab
+        is_eog = llama_cpp.llama_vocab_is_eog
+        cancel = job.cancel
+        emit = job.emit
+        piece_of = self._piece
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        matcher = StopMatcher(job.prepared.stop)
+        pieces: list[str] = []
+        generated = 0
+        first_at: float | None = None
+        budget = min(job.prepared.sampling.max_tokens, llm.n_ctx() - llm.n_tokens)
+        if finish is None:
+            finish = "length"
+            while generated < budget:
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+                token = sampler.sample(ctx, -1)
+                if token in self._stop_tokens or is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                delta = matcher.feed(utf8.decode(piece_of(token)))
+                if delta:
+                    if first_at is None:
+                        first_at = time.monotonic()
+                    pieces.append(delta)
+                    emit(delta)
+                if matcher.stopped:
+                    finish = "stop"
+                    break
+                if generated < budget:
+                    llm.eval((token,))
+        if finish != "cancelled" and not matcher.stopped:
+            tail = matcher.feed(utf8.decode(b"", final=True)) + matcher.flush()
+            if tail:
+                pieces.append(tail)
+                emit(tail)
+        return "".join(pieces), generated, first_at, finish
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cache of the longest prefix shared with the previous request."""
+        llm = self._llm
+        # At least one token must be decoded so the sampler sees fresh logits.
+        limit = min(llm.n_tokens, len(tokens) - 1)
+        keep = 0
+        if limit > 0:
+            new = np.asarray(tokens[:limit], dtype=np.intc)
+            differ = np.flatnonzero(llm.input_ids[:limit] != new)
+            keep = int(differ[0]) if differ.size else limit
+        llm.n_tokens = keep
+        return keep
+
+    def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
+        sampler = LlamaSampler()
+        if sampling.grammar is not None:
+            sampler.add_grammar(self._llm._model, LlamaGrammar.from_string(sampling.grammar))
+        if sampling.temperature <= 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_top_p(sampling.top_p, 1)
+            sampler.add_temp(sampling.temperature)
+            sampler.add_dist(RANDOM_SEED if sampling.seed is None else sampling.seed)
+        return sampler
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._piece_cache.get(token)
+        if piece is None:
+            n = llama_cpp.llama_token_to_piece(
+                self._llm._model.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, False
+            )
+            piece = self._piece_buffer.raw[: max(n, 0)]
+            self._piece_cache[token] = piece
+        return piece
+
+    def _is_stop_token_text(self, text: str) -> bool:
+        """True when `text` is exactly one special token we already stop on."""
+        ids = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return len(ids) == 1 and (ids[0] in self._stop_tokens or self._is_eog(ids[0]))
+
+    def _is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+
+
+def _token_text(llm: Any, token: int) -> str:
+    return llm._model.token_get_text(token) if token >= 0 else ""

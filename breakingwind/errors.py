@@ -1,0 +1,86 @@
+"""The errors BreakingWind raises, as one small tree.
+
+    BreakingWindError
+     ├── ConfigError               config.toml / environment is invalid (exit code 2 at start-up)
+     ├── ModelLoadError            a model could not be loaded
+     │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
+     │    └── MemoryBudgetExceeded loading would go past the configured memory budget
+     └── EngineError               a generation request could not be served
+          ├── ModelUnavailable     the agent's model is loading or failed to load
+          ├── QueueFull            the model's request queue is at its bound (retry later)
+          ├── ContextOverflow      the prompt does not fit the model's context window
+          ├── GenerationFailed     llama.cpp reported an error mid-generation
+          └── StructuredOutputError  output did not validate against its schema, even after a retry
+
+Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
+these to status codes by class (see `breakingwind.api`), never by message text.
+"""
+
+from __future__ import annotations
+
+
+class BreakingWindError(Exception):
+    """Base class of every error BreakingWind raises on purpose."""
+
+
+class ConfigError(BreakingWindError):
+    """The settings are invalid; `problems` lists `(dotted.key, what was expected)` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"{key}: {message}" for key, message in problems]
+        super().__init__(f"invalid {source}:\n  " + "\n  ".join(lines))
+
+
+class ModelLoadError(BreakingWindError):
+    """A model file could not be loaded."""
+
+
+class InvalidModelFile(ModelLoadError):
+    """The file is not a well-formed GGUF."""
+
+
+class MemoryBudgetExceeded(ModelLoadError):
+    """Loading the model would exceed the configured memory budget."""
+
+
+class EngineError(BreakingWindError):
+    """A generation request could not be served."""
+
+
+class ModelUnavailable(EngineError):
+    """The agent's model is not ready (still loading, or failed to load)."""
+
+
+class QueueFull(EngineError):
+    """The model's queue is full; `retry_after_s` is a hint for the client."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class ContextOverflow(EngineError):
+    """The prompt (plus reserved output) does not fit the context window."""
+
+    def __init__(self, prompt_tokens: int, n_ctx: int, max_tokens: int = 0) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        super().__init__(
+            f"prompt is {prompt_tokens} tokens but the model's context window is {n_ctx} tokens"
+            + (f" (with max_tokens={max_tokens} requested)" if max_tokens else "")
+        )
+
+
+class GenerationFailed(EngineError):
+    """llama.cpp failed while decoding (for example the KV cache is full)."""
+
+
+class StructuredOutputError(EngineError):
+    """The model's output did not validate against the requested schema."""
+
+    def __init__(self, message: str, raw_output: str) -> None:
+        self.raw_output = raw_output
+        super().__init__(message)

@@ -1,0 +1,116 @@
+"""Shared fixtures: real settings in temp folders, the real embedded model loaded once per session,
+and a live uvicorn server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from breakingwind.config import AGENT_NAMES, Settings, load_settings
+from breakingwind.engine import Engine
+from breakingwind.models import embedded_model_path
+
+TEST_N_CTX = 2048
+
+
+def write_config(folder: Path, text: str) -> Path:
+    path = folder / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def make_settings(tmp: Path, extra: str = "", environ: dict[str, str] | None = None) -> Settings:
+    """Settings whose model files are all missing (so every agent runs the embedded default)."""
+    config = write_config(
+        tmp,
+        f"""
+[storage]
+data_dir = "data"
+[project]
+root = "."
+[engine]
+models_dir = "models"
+{extra}
+""",
+    )
+    small_contexts = {
+        f"BREAKINGWIND_{agent.upper()}__N_CTX": str(TEST_N_CTX) for agent in AGENT_NAMES
+    }
+    return load_settings(config, environ={**small_contexts, **(environ or {})})
+
+
+@pytest.fixture(scope="session")
+def embedded_gguf() -> Path:
+    return embedded_model_path()
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The embedded model, loaded once for the whole session and shared by all four agents."""
+    settings = make_settings(tmp_path_factory.mktemp("engine"))
+    engine = Engine(settings)
+    engine.start()
+    asyncio.run(engine.wait_ready())
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path, embedded_gguf: Path) -> Path:
+    """A second, distinct model file (a copy of the embedded GGUF) for a second worker."""
+    target = tmp_path / "models" / "second.gguf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(embedded_gguf, target)
+    return target
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 (free port) running in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.config.port}"
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("uvicorn failed to start")
+            threading.Event().wait(0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    """The current environment without any BREAKINGWIND_* variables, for subprocesses."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from breakingwind.config import load_settings
+from breakingwind.errors import ConfigError
+from tests.conftest import write_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def problems_of(exc: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
+    return dict(exc.value.problems)
+
+
+def test_repository_config_is_valid_and_matches_the_defaults() -> None:
+    settings = load_settings(REPO / "config.toml", environ={})
+    assert settings.server.port == 8080
+    assert settings.server.host == "127.0.0.1"
+    assert settings.pipeline.max_review_cycles == 3
+    assert settings.pipeline.stage_timeout_s == 300
+    assert settings.coder.n_ctx == 131072
+    assert settings.engine.models_dir == REPO / "models"
+
+
+def test_defaults_without_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.config_file is None
+    assert settings.storage.data_dir == Path("~/.breakingwind").expanduser()
+    assert settings.storage.database_path.name == "breakingwind.sqlite3"
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[storage]\ndata_dir = "data"\n[project]\nroot = "proj"\n')
+    settings = load_settings(config, environ={})
+    assert settings.storage.data_dir == tmp_path / "data"
+    assert settings.project.root == tmp_path / "proj"
+    assert settings.model_path("coder") == settings.engine.models_dir / settings.coder.model
+
+
+def test_environment_overrides_keys(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nport = 8080\n")
+    settings = load_settings(
+        config,
+        environ={
+            "BREAKINGWIND_SERVER__PORT": "9001",
+            "BREAKINGWIND_CODER__N_CTX": "4096",
+            "BREAKINGWIND_CODER__TEMPERATURE": "0.7",
+            "BREAKINGWIND_HOME": str(tmp_path / "home"),
+            "BREAKINGWIND_PROJECT_ROOT": str(tmp_path / "project"),
+            "UNRELATED": "ignored",
+        },
+    )
+    assert settings.server.port == 9001
+    assert settings.coder.n_ctx == 4096
+    assert settings.coder.temperature == 0.7
+    assert settings.storage.data_dir == tmp_path / "home"
+    assert settings.project.root == tmp_path / "project"
+
+
+def test_breakingwind_config_variable_selects_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nport = 7777\n")
+    settings = load_settings(environ={"BREAKINGWIND_CONFIG": str(config)})
+    assert settings.server.port == 7777
+    assert settings.config_file == config.resolve()
+
+
+def test_unknown_key_names_its_dotted_path(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nprot = 8080\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config, environ={})
+    assert problems_of(exc) == {"server.prot": "unknown key"}
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[servre]\nport = 8080\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config, environ={})
+    assert "servre" in problems_of(exc)
+
+
+def test_wrong_type_names_the_key_and_what_was_expected(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[coder]\nmodel = "x.gguf"\nn_ctx = "lots"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config, environ={})
+    message = problems_of(exc)["coder.n_ctx"]
+    assert "valid integer" in message and "'lots'" in message
+
+
+def test_out_of_range_value_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[server]\nport = 70000\n[pipeline]\nstage_timeout_s = 0\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config, environ={})
+    problems = problems_of(exc)
+    assert "less than or equal to 65535" in problems["server.port"]
+    assert "greater than 0" in problems["pipeline.stage_timeout_s"]
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write_config(tmp_path, ""), environ={"BREAKINGWIND_SERVER__PORT": "http"})
+    assert "server.port (from BREAKINGWIND_SERVER__PORT)" in problems_of(exc)
+
+
+def test_unknown_environment_variable_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write_config(tmp_path, ""), environ={"BREAKINGWIND_SERVR__PORT": "1"})
+    assert "unknown section 'servr'" in problems_of(exc)["BREAKINGWIND_SERVR__PORT"]
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write_config(tmp_path, "[server\nport = 1\n"), environ={})
+    assert "not valid TOML" in problems_of(exc)["config"]
+
+
+def test_missing_config_file_from_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"BREAKINGWIND_CONFIG": str(tmp_path / "nope.toml")})
+    assert "does not exist" in problems_of(exc)["BREAKINGWIND_CONFIG"]
+
+
+def test_bad_config_exits_2_naming_the_key_and_starts_nothing(
+    tmp_path: Path, free_port: int, clean_env: dict[str, str]
+) -> None:
+    config = write_config(tmp_path, f'[server]\nport = {free_port}\n[coder]\nn_ctx = "big"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean_env, "BREAKINGWIND_HOME": str(tmp_path / "home")},
+    )
+    assert proc.returncode == 2
+    assert "coder.n_ctx" in proc.stderr and "valid integer" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "home").exists()  # nothing was started or created
+
+
+def test_partial_agent_table_keeps_the_other_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write_config(tmp_path, "[coder]\nn_ctx = 4096\n"), environ={})
+    assert settings.coder.n_ctx == 4096
+    assert settings.coder.model == "Devstral-Small-2507-Q6_K.gguf"

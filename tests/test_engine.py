@@ -1,0 +1,272 @@
+"""The engine against the real embedded model: streaming, cancellation, queueing, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.errors import (
+    ContextOverflow,
+    ModelUnavailable,
+    QueueFull,
+)
+from tests.conftest import TEST_N_CTX, make_settings
+
+HAIKU = [{"role": "user", "content": "Write a short poem about the sea."}]
+
+
+def chat(content: str, **options: object) -> GenerationRequest:
+    return GenerationRequest(messages=[{"role": "user", "content": content}], **options)
+
+
+def test_stream_yields_deltas_that_add_up_to_the_result(engine: Engine) -> None:
+    async def run() -> tuple[list[str], object]:
+        stream = await engine.stream("coder", chat("Name three colours.", max_tokens=32))
+        deltas = [delta async for delta in stream]
+        return deltas, stream.result
+
+    deltas, result = asyncio.run(run())
+    assert len(deltas) > 1
+    assert "".join(deltas) == result.text
+    assert result.finish_reason in ("stop", "length")
+    assert 0 < result.usage.completion_tokens <= 32
+    assert result.usage.prompt_tokens > 0
+    assert result.timings.decode_s > 0 and result.decode_tokens_per_s > 0
+
+
+def test_max_tokens_ends_with_length(engine: Engine) -> None:
+    result = asyncio.run(engine.complete("planner", chat("Count from 1 to 100.", max_tokens=5)))
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 5
+
+
+def test_raw_prompt_completion(engine: Engine) -> None:
+    result = asyncio.run(
+        engine.complete(
+            "coder", GenerationRequest(prompt="def add(a, b):\n    return", max_tokens=8)
+        )
+    )
+    assert result.usage.completion_tokens > 0
+    assert result.text
+
+
+def test_greedy_generation_is_deterministic(engine: Engine) -> None:
+    request = chat("What is the capital of France?", max_tokens=24, temperature=0)
+    first = asyncio.run(engine.complete("coder", request))
+    second = asyncio.run(engine.complete("coder", request))
+    assert first.text == second.text
+    assert second.usage.cached_tokens > 0  # the shared prompt prefix was reused
+
+
+def test_stop_string_ends_generation_and_is_not_emitted(engine: Engine) -> None:
+    request = chat("Count: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10", max_tokens=64, temperature=0)
+    full = asyncio.run(engine.complete("coder", request)).text
+    assert len(full) > 4
+    stop = full[2:4]
+    request.stop = [stop]
+    stopped = asyncio.run(engine.complete("coder", request))
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == full[: full.index(stop)]
+
+
+def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
+    async def run() -> tuple[float, object]:
+        stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
+        async for _ in stream:
+            break  # the client goes away after the first delta
+        await stream.aclose()
+        started = time.monotonic()
+        nxt = await engine.complete("planner", chat("Say hi.", max_tokens=4))
+        return time.monotonic() - started, nxt
+
+    waited, nxt = asyncio.run(run())
+    assert nxt.usage.completion_tokens > 0
+    # 1500 tokens would take ~10 s at embedded-model speed; a freed worker answers at once.
+    assert waited < 2.0
+    assert nxt.timings.queued_s < 0.5
+
+
+def test_task_cancellation_stops_generation(engine: Engine) -> None:
+    async def consume() -> None:
+        stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
+        async for _ in stream:
+            pass
+
+    async def run() -> float:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        started = time.monotonic()
+        await engine.complete("coder", chat("Hi", max_tokens=2))
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 2.0
+
+
+def test_timeout_cancels_generation(engine: Engine) -> None:
+    async def run() -> float:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await engine.complete("coder", chat("Write a long story.", max_tokens=1500))
+        started = time.monotonic()
+        await engine.complete("coder", chat("Hi", max_tokens=2))
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 2.0
+
+
+def test_eight_concurrent_requests_match_their_solo_answers(engine: Engine) -> None:
+    prompts = [f"Tell me one fact about the number {n}." for n in range(8)]
+    requests = [chat(p, max_tokens=24, temperature=0) for p in prompts]
+
+    async def solo() -> list[str]:
+        return [(await engine.complete("coder", r)).text for r in requests]
+
+    async def together() -> list[str]:
+        results = await asyncio.gather(*(engine.complete("coder", r) for r in requests))
+        return [r.text for r in results]
+
+    expected = asyncio.run(solo())
+    assert len(set(expected)) > 1  # the prompts really differ
+    assert asyncio.run(together()) == expected
+
+
+def test_prompt_over_the_context_fails_fast_with_both_counts(engine: Engine) -> None:
+    long_text = "word " * (TEST_N_CTX * 2)
+    started = time.monotonic()
+    with pytest.raises(ContextOverflow) as exc:
+        asyncio.run(engine.complete("coder", chat(long_text)))
+    assert time.monotonic() - started < 5
+    assert exc.value.n_ctx == TEST_N_CTX
+    assert exc.value.prompt_tokens > TEST_N_CTX
+    assert f"{exc.value.prompt_tokens} tokens" in str(exc.value)
+    assert f"{TEST_N_CTX} tokens" in str(exc.value)
+
+
+def test_unknown_agent_is_refused(engine: Engine) -> None:
+    with pytest.raises(ModelUnavailable, match="unknown agent 'designer'"):
+        asyncio.run(engine.complete("designer", chat("hi")))
+
+
+def test_agents_sharing_a_file_share_one_worker(engine: Engine) -> None:
+    workers = {id(engine.worker(agent)) for agent in engine.agents}
+    assert len(workers) == 1
+    status = engine.status()
+    assert all(s.fallback and s.state == "ready" for s in status.values())
+    report = status["coder"].report
+    assert report is not None and report.backend == "CPU" and report.weights_bytes > 0
+
+
+def test_two_models_decode_at_the_same_time(tmp_path: Path, model_copy: Path) -> None:
+    one_thread_each = {"BREAKINGWIND_CODER__THREADS": "1", "BREAKINGWIND_PLANNER__THREADS": "1"}
+    settings = make_settings(
+        tmp_path, environ={"BREAKINGWIND_CODER__MODEL": str(model_copy), **one_thread_each}
+    )
+    engine = Engine(settings)
+    engine.start()
+    try:
+        assert engine.worker("coder") is not engine.worker("planner")
+
+        async def run() -> list[object]:
+            await engine.wait_ready()
+            request = chat("Write a long story about a dragon.", max_tokens=200, temperature=0)
+            return list(
+                await asyncio.gather(
+                    engine.complete("coder", request), engine.complete("planner", request)
+                )
+            )
+
+        coder, planner = asyncio.run(run())
+    finally:
+        engine.close()
+    assert coder.usage.completion_tokens > 50 and planner.usage.completion_tokens > 50
+    # Each decode interval overlaps the other by most of its length: they ran side by side.
+    overlap = min(coder.timings.finished_at, planner.timings.finished_at) - max(
+        coder.timings.started_at, planner.timings.started_at
+    )
+    shorter = min(
+        coder.timings.finished_at - coder.timings.started_at,
+        planner.timings.finished_at - planner.timings.started_at,
+    )
+    assert overlap > 0.5 * shorter
+
+
+def test_invalid_model_file_fails_that_agent_only(tmp_path: Path) -> None:
+    broken = tmp_path / "models" / "broken.gguf"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"GGUF" + b"\x00" * 100)
+    settings = make_settings(tmp_path, environ={"BREAKINGWIND_REVIEWER__MODEL": "broken.gguf"})
+    engine = Engine(settings)
+    engine.start()
+    try:
+        status = engine.status()
+        assert status["reviewer"].state == "failed"
+        assert "broken.gguf" in status["reviewer"].error
+        with pytest.raises(ModelUnavailable, match="failed to load"):
+            asyncio.run(engine.complete("reviewer", chat("hi")))
+        ok = asyncio.run(engine.complete("coder", chat("hi", max_tokens=2)))
+        assert ok.usage.completion_tokens > 0
+    finally:
+        engine.close()
+
+
+def test_broken_file_is_not_replaced_by_the_default(tmp_path: Path) -> None:
+    broken = tmp_path / "models" / "broken.gguf"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("not a model")
+    settings = make_settings(tmp_path, environ={"BREAKINGWIND_CODER__MODEL": "broken.gguf"})
+    engine = Engine(settings)
+    assert engine.models["coder"].fallback is False
+    engine.start()
+    try:
+        assert engine.status()["coder"].state == "failed"
+        assert "not a GGUF file" in engine.status()["coder"].error
+    finally:
+        engine.close()
+
+
+def test_memory_budget_refuses_to_load(tmp_path: Path, model_copy: Path) -> None:
+    # The embedded model needs ~0.1 GiB of weights + the KV cache; allow only one of the two.
+    settings = make_settings(
+        tmp_path,
+        "memory_budget_gb = 0.15\n",
+        environ={"BREAKINGWIND_CODER__MODEL": str(model_copy)},
+    )
+    engine = Engine(settings)
+    engine.start()
+    try:
+        status = engine.status()
+        refused = [s for s in status.values() if s.state == "failed"]
+        assert {s.agent for s in refused} == {"coder"}
+        assert "exceeds engine.memory_budget_gb = 0.15 GiB" in refused[0].error
+        asyncio.run(engine.wait_ready())
+        assert engine.status()["planner"].state == "ready"
+    finally:
+        engine.close()
+
+
+def test_full_queue_refuses_new_requests(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, environ={"BREAKINGWIND_ENGINE__MAX_QUEUE": "1"})
+    engine = Engine(settings)
+    engine.start()
+
+    async def run() -> None:
+        await engine.wait_ready()
+        busy = await engine.stream("coder", chat("Write a long story.", max_tokens=500))
+        await busy.__anext__()  # the worker is now generating
+        waiting = await engine.stream("coder", chat("hi", max_tokens=2))
+        with pytest.raises(QueueFull):
+            await engine.stream("coder", chat("hi", max_tokens=2))
+        await busy.aclose()
+        assert (await waiting.collect()).usage.completion_tokens > 0
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()

@@ -44,13 +44,39 @@ def ask(content: str) -> list[dict[str, str]]:
 
 
 def test_structured_output_returns_a_valid_instance(engine: Engine) -> None:
-    task = asyncio.run(
+    note = asyncio.run(
         generate_structured(
-            engine, "planner", ask("Describe the task 'write tests' as JSON."), Task, max_tokens=96
+            engine,
+            "planner",
+            ask("Describe the note 'write tests' as JSON."),
+            Note,
+            max_tokens=200,
+            temperature=0,
         )
     )
-    assert isinstance(task, Task)
-    assert 1 <= task.priority <= 5
+    assert isinstance(note, Note)
+
+
+def test_constraints_the_grammar_cannot_express_validate_or_raise(engine: Engine) -> None:
+    """`priority` has bounds the grammar does not enforce: each call returns a valid Task or
+    raises StructuredOutputError, never an invalid instance or another exception."""
+    for seed in range(4):
+        try:
+            task = asyncio.run(
+                generate_structured(
+                    engine,
+                    "planner",
+                    ask("Describe the task 'write tests' as JSON."),
+                    Task,
+                    max_tokens=96,
+                    temperature=0.8,
+                    seed=seed,
+                )
+            )
+        except StructuredOutputError as exc:
+            assert "priority" in str(exc) or "cut off" in str(exc)
+        else:
+            assert 1 <= task.priority <= 5
 
 
 def test_grammar_keeps_raw_output_inside_the_schema(engine: Engine) -> None:

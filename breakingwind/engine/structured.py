@@ -38,6 +38,7 @@ async def generate_structured(
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    seed: int | None = None,
 ) -> ModelT:
     """Ask `agent` for a `schema` instance; retry once with the errors, then raise."""
     conversation = list(messages)
@@ -51,6 +52,7 @@ async def generate_structured(
                 grammar=grammar_for(schema),
                 max_tokens=max_tokens,
                 temperature=temperature,
+                seed=seed,
             ),
         )
         raw = result.text

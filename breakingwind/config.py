@@ -70,6 +70,20 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity of the daemon."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header names to accept besides localhost (DNS-rebinding guard).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS); none by default.",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    keepalive_s: float = Field(
+        10.0, gt=0, description="Send an SSE comment after this many seconds of silence."
+    )
 
 
 class StorageSettings(_Section):

@@ -2,6 +2,15 @@
 
     BreakingWindError
      ├── ConfigError               config.toml / environment is invalid (exit code 2 at start-up)
+     ├── RequestError              an HTTP request is wrong; carries the status and the bad field
+     │    ├── InvalidRequest       400: malformed JSON, a wrong field, an unsupported option
+     │    ├── Unauthorized         401: missing or wrong API key
+     │    ├── Forbidden            403: foreign Origin (cross-site request)
+     │    ├── ModelNotFound        404: no such model id
+     │    ├── PayloadTooLarge      413: body over server.max_body_bytes
+     │    ├── UnsupportedMediaType 415: a JSON route called with another content type
+     │    ├── MisdirectedRequest   421: foreign Host header (DNS rebinding)
+     │    └── NotImplementedYet    501: a route or model that exists but is not built yet
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
@@ -9,6 +18,8 @@
           ├── ModelUnavailable     the agent's model is loading or failed to load
           ├── QueueFull            the model's request queue is at its bound (retry later)
           ├── ContextOverflow      the prompt does not fit the model's context window
+          ├── TemplateError        the chat template could not render the messages
+          ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
           ├── GenerationFailed     llama.cpp reported an error mid-generation
           └── StructuredOutputError  output did not validate against its schema, even after a retry
 
@@ -31,6 +42,58 @@ class ConfigError(BreakingWindError):
         self.source = source
         lines = [f"{key}: {message}" for key, message in problems]
         super().__init__(f"invalid {source}:\n  " + "\n  ".join(lines))
+
+
+class RequestError(BreakingWindError):
+    """Something about an HTTP request is wrong. `param` names the offending field, if any."""
+
+    status_code = 400
+    code: str | None = None
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        self.param = param
+        if code is not None:
+            self.code = code
+        super().__init__(message)
+
+
+class InvalidRequest(RequestError):
+    status_code = 400
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+    code = "invalid_api_key"
+
+
+class Forbidden(RequestError):
+    status_code = 403
+    code = "forbidden_origin"
+
+
+class ModelNotFound(RequestError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(RequestError):
+    status_code = 421
+    code = "forbidden_host"
+
+
+class NotImplementedYet(RequestError):
+    status_code = 501
+    code = "not_implemented"
 
 
 class ModelLoadError(BreakingWindError):
@@ -72,6 +135,14 @@ class ContextOverflow(EngineError):
             f"prompt is {prompt_tokens} tokens but the model's context window is {n_ctx} tokens"
             + (f" (with max_tokens={max_tokens} requested)" if max_tokens else "")
         )
+
+
+class TemplateError(EngineError):
+    """The model's chat template refused the messages (e.g. roles out of order)."""
+
+
+class GrammarError(EngineError):
+    """A JSON schema could not be turned into a sampling grammar."""
 
 
 class GenerationFailed(EngineError):

@@ -7,9 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from breakingwind.api import openai_routes
+from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
+from breakingwind.api.metrics import Metrics, metrics_endpoint
+from breakingwind.api.middleware import ApiKeyAuth, BodySizeLimit, LocalOnlyGuard, RequestMetrics
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 
@@ -21,7 +27,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = engine is None
-        app.state.settings = settings
         app.state.engine = Engine(settings) if owned else engine
         if owned:
             settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
@@ -32,4 +37,39 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             if owned:
                 await asyncio.to_thread(app.state.engine.close)
 
-    return Starlette(routes=[Route("/health", health, methods=["GET"])], lifespan=lifespan)
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *openai_routes.ROUTES,
+    ]
+    server = settings.server
+    metrics = Metrics(known_paths=frozenset(r.path for r in routes))
+    middleware = [
+        Middleware(RequestMetrics, metrics=metrics),
+        Middleware(
+            LocalOnlyGuard, allowed_hosts=server.allowed_hosts, allowed_origins=server.cors_origins
+        ),
+    ]
+    if server.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=server.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            )
+        )
+    middleware += [
+        Middleware(ApiKeyAuth, api_key=server.api_key),
+        Middleware(BodySizeLimit, max_bytes=server.max_body_bytes),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    metrics.watch_engine(lambda: getattr(app.state, "engine", None))
+    return app

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from llama_cpp import llama_chat_format
 
-from breakingwind.errors import ModelLoadError
+from breakingwind.engine.tool_calls import ToolCallFormat, format_for_template
+from breakingwind.errors import ModelLoadError, TemplateError
+from breakingwind.prompts import render_prompt
 
 # Named formats a user may configure as `chat_format`, for GGUFs whose embedded template is
 # missing or wrong. A table, not a chain of ifs: adding one is one line.
@@ -39,6 +42,10 @@ class ChatTemplate:
         self, metadata: dict[str, str], bos_token: str, eos_token: str, chat_format: str | None
     ) -> None:
         self.source: str
+        template_text = metadata.get("tokenizer.chat_template")
+        # Native tool support: the template itself renders `tools` (and tool-call history).
+        self.supports_tools = chat_format is None and "tools" in (template_text or "")
+        self.tool_format: ToolCallFormat = format_for_template(template_text)
         if chat_format is not None:
             if chat_format not in NAMED_FORMATS:
                 known = ", ".join(sorted(NAMED_FORMATS))
@@ -59,18 +66,65 @@ class ChatTemplate:
     def render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> RenderedPrompt:
-        """The prompt for `messages`; text content parts are joined into one string."""
+        """The prompt for `messages` (and `tools`, offered to the model when given).
+
+        Text content parts are joined into one string. Templates without tool support get the
+        tools as a system instruction and earlier calls/results written out as text.
+        """
         plain = [_with_text_content(message) for message in messages]
-        kwargs: dict[str, Any] = {"messages": plain}
-        if tools:
-            kwargs["tools"] = tools
-        response = self._format(**kwargs)
+        kwargs: dict[str, Any] = {}
+        if self.supports_tools:
+            if tools:
+                kwargs["tools"] = tools
+        else:
+            plain = [self._tool_history_as_text(message) for message in plain]
+            if tools:
+                plain = _with_system_instruction(
+                    plain, render_prompt("tool_use.md", tools=tools, fmt=self.tool_format)
+                )
+        try:
+            response = self._format(messages=plain, **kwargs)
+        except Exception as exc:  # jinja2 errors and the template's own raise_exception()
+            raise TemplateError(f"the model's chat template rejected the messages: {exc}") from None
         stop = response.stop or []
         return RenderedPrompt(
             text=response.prompt,
             stop=[stop] if isinstance(stop, str) else list(stop),
             has_bos=bool(response.added_special),
         )
+
+    def _tool_history_as_text(self, message: dict[str, Any]) -> dict[str, Any]:
+        calls = message.get("tool_calls")
+        if message.get("role") == "assistant" and calls:
+            written = "".join(
+                self.tool_format.render_call(
+                    call["function"]["name"], _arguments(call["function"].get("arguments"))
+                )
+                for call in calls
+            )
+            content = message.get("content") or ""
+            return {"role": "assistant", "content": f"{content}{written}"}
+        if message.get("role") == "tool":
+            return {"role": "tool", "content": message.get("content") or ""}
+        return message
+
+
+def _arguments(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw if raw is not None else {}
+
+
+def _with_system_instruction(
+    messages: list[dict[str, Any]], instruction: str
+) -> list[dict[str, Any]]:
+    if messages and messages[0].get("role") == "system":
+        first = messages[0]
+        return [{**first, "content": f"{first['content']}\n\n{instruction}"}, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
 
 
 def _with_text_content(message: dict[str, Any]) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.gguf_file import inspect_gguf
+from breakingwind.engine.tool_calls import ToolCallParser
 from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.engine.worker import (
     GenerationStream,
@@ -42,6 +43,7 @@ class AgentStatus:
     queue_depth: int
     busy: bool
     tokens_generated: int
+    last_decode_tokens_per_s: float
 
 
 class Engine:
@@ -127,10 +129,22 @@ class Engine:
         return worker.submit(prepared)
 
     async def complete(self, agent: str, request: GenerationRequest) -> GenerationResult:
-        """Generate to the end and return the whole result."""
+        """Generate to the end and return the whole result, tool calls parsed out of the text."""
         stream = await self.stream(agent, request)
         async with stream:
-            return await stream.collect()
+            result = await stream.collect()
+        if stream.tool_format is None:
+            return result
+        parser = ToolCallParser(stream.tool_format)
+        head, tail = parser.feed(result.text), parser.finish()
+        if not parser.calls:
+            return result
+        return replace(
+            result,
+            text=head.content + tail.content,
+            tool_calls=parser.calls,
+            finish_reason="tool_calls",
+        )
 
     def status(self) -> dict[str, AgentStatus]:
         statuses = {}
@@ -145,6 +159,7 @@ class Engine:
                 queue_depth=worker.queue_depth,
                 busy=worker.busy,
                 tokens_generated=worker.tokens_generated,
+                last_decode_tokens_per_s=worker.last_decode_tokens_per_s,
             )
         return statuses
 

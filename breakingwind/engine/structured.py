@@ -8,14 +8,13 @@ sent back to the model once with the validation errors; a second failure raises
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any, TypeVar
 
-from llama_cpp.llama_grammar import json_schema_to_gbnf
 from pydantic import BaseModel, ValidationError
 
 from breakingwind.engine.engine import Engine
+from breakingwind.engine.grammars import json_schema_grammar
 from breakingwind.engine.types import GenerationRequest
 from breakingwind.errors import StructuredOutputError
 from breakingwind.prompts import render_prompt
@@ -27,7 +26,7 @@ ATTEMPTS = 2
 @cache
 def grammar_for(schema: type[BaseModel]) -> str:
     """The GBNF grammar of `schema`'s JSON schema (cached per class)."""
-    return json_schema_to_gbnf(json.dumps(schema.model_json_schema()))
+    return json_schema_grammar(schema.model_json_schema())
 
 
 async def generate_structured(

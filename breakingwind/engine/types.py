@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length", "cancelled"]
+from breakingwind.engine.tool_calls import ToolCall
+
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 
 
 @dataclass
@@ -17,17 +19,22 @@ class GenerationRequest:
 
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
+    suffix: str | None = None  # with `prompt`: fill in the middle, when the model has FIM tokens
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     grammar: str | None = None  # GBNF; constrains every sampled token
-    tools: list[dict[str, Any]] | None = None  # passed to the chat template
+    tools: list[dict[str, Any]] | None = None  # OpenAI-style function tools offered to the model
+    tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
+    parallel_tool_calls: bool = True
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of messages or prompt")
+        if self.tools and self.grammar:
+            raise ValueError("tools and a grammar cannot be combined")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class GenerationResult:
     usage: Usage
     timings: Timings
     model: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def decode_tokens_per_s(self) -> float:

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from llama_cpp._internals import LlamaSampler
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.engine.stops import StopMatcher
+from breakingwind.engine.tool_calls import ToolCallFormat, tool_call_grammar
 from breakingwind.engine.types import (
     FinishReason,
     GenerationRequest,
@@ -40,6 +41,7 @@ from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
     GenerationFailed,
+    GrammarError,
     ModelLoadError,
     ModelUnavailable,
     QueueFull,
@@ -93,6 +95,7 @@ class SamplingParams:
     top_p: float
     seed: int | None
     grammar: str | None
+    grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class PreparedRequest:
     tokens: list[int]
     stop: list[str]
     sampling: SamplingParams
+    tool_format: ToolCallFormat | None = None  # set when tools were offered
 
 
 def compiled_backend() -> str:
@@ -135,10 +139,11 @@ class _Job:
 class GenerationStream:
     """Async iterator of text deltas; `result` holds usage and timings once it is exhausted."""
 
-    def __init__(self, job: _Job) -> None:
+    def __init__(self, job: _Job, tool_format: ToolCallFormat | None = None) -> None:
         self._job = job
         self._done = False
         self.result: GenerationResult | None = None
+        self.tool_format = tool_format  # when set, the text may hold tool calls in this format
 
     def __aiter__(self) -> GenerationStream:
         return self
@@ -198,12 +203,14 @@ class ModelWorker:
         self.info: GGUFInfo | None = None
         self.busy = False
         self.tokens_generated = 0
+        self.last_decode_tokens_per_s = 0.0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._settled = threading.Event()  # set once loaded or failed
         self._thread = threading.Thread(target=self._serve, name=f"model:{self.name}", daemon=True)
         self._llm: Any = None
         self._template: ChatTemplate | None = None
         self._stop_tokens: frozenset[int] = frozenset()
+        self._fim_tokens: tuple[int, ...] = ()  # (prefix, suffix, middle) when the model has them
         self._piece_cache: dict[int, bytes] = {}
         self._piece_buffer = ctypes.create_string_buffer(256)
 
@@ -230,6 +237,14 @@ class ModelWorker:
             self._thread.join(timeout)
 
     @property
+    def supports_fill_in_middle(self) -> bool:
+        return bool(self._fim_tokens)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.report.n_ctx if self.report else self.spec.n_ctx
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
@@ -246,19 +261,61 @@ class ModelWorker:
         """Render and tokenize `request`; raise `ContextOverflow` if it cannot fit. Thread-safe."""
         assert self._llm is not None and self._template is not None
         stop = list(request.stop)
+        tool_format = None
         if request.messages is not None:
-            rendered = self._template.render(request.messages, request.tools)
+            tools = request.tools if request.tool_choice != "none" else None
+            rendered = self._template.render(request.messages, tools)
+            if tools:
+                tool_format = self._template.tool_format
+                try:
+                    constraint = tool_call_grammar(
+                        tools, request.tool_choice, tool_format, request.parallel_tool_calls
+                    )
+                except Exception as exc:  # the converter raises bare errors on odd schemas
+                    message = f"the tools' parameter schemas are not usable: {exc}"
+                    raise GrammarError(message) from None
+                sampling = replace(
+                    sampling,
+                    grammar=constraint.grammar,
+                    grammar_triggers=tuple(constraint.lazy_triggers),
+                )
             text, add_bos = rendered.text, not rendered.has_bos
             stop += [s for s in rendered.stop if s and not self._is_stop_token_text(s)]
         else:
             text, add_bos = request.prompt or "", True
-        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        if sampling.grammar is not None:
+            self._check_grammar(sampling.grammar)
+        if request.prompt is not None and request.suffix is not None and self._fim_tokens:
+            tokens = self._fill_in_middle(request.prompt, request.suffix)
+        else:
+            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         n_ctx = self._llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextOverflow(len(tokens), n_ctx)
         if not tokens:
             raise GenerationFailed("the prompt is empty")
-        return PreparedRequest(tokens=tokens, stop=stop, sampling=sampling)
+        return PreparedRequest(tokens, stop, sampling, tool_format)
+
+    def _fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
+        pre, suf, mid = self._fim_tokens
+        encode = self._llm.tokenize
+        return [
+            pre,
+            *encode(prefix.encode(), add_bos=False, special=False),
+            suf,
+            *encode(suffix.encode(), add_bos=False, special=False),
+            mid,
+        ]
+
+    def _check_grammar(self, grammar: str) -> None:
+        """Parse the grammar once here: llama.cpp returns no sampler for a bad one, and adding
+        that to a chain would crash the worker thread."""
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self._llm._model.vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not sampler:
+            raise GrammarError("the grammar could not be parsed")
+        llama_cpp.llama_sampler_free(sampler)
 
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
         """Queue a prepared request; raise `QueueFull` past the bound."""
@@ -268,7 +325,7 @@ class ModelWorker:
             raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
         job = _Job(prepared, asyncio.get_running_loop())
         self._queue.put(job)
-        return GenerationStream(job)
+        return GenerationStream(job, prepared.tool_format)
 
     # --- the owner thread ------------------------------------------------------------------
 
@@ -329,6 +386,13 @@ class ModelWorker:
             chat_format=self.spec.chat_format,
         )
         self._stop_tokens = frozenset({llm.token_eos()})
+        vocab = llm._model.vocab
+        fim = (
+            llama_cpp.llama_vocab_fim_pre(vocab),
+            llama_cpp.llama_vocab_fim_suf(vocab),
+            llama_cpp.llama_vocab_fim_mid(vocab),
+        )
+        self._fim_tokens = fim if min(fim) >= 0 else ()
         self._llm = llm
         layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
 
@@ -378,6 +442,8 @@ class ModelWorker:
             sampler.close()
         finished = time.monotonic()
         self.tokens_generated += generated
+        if generated > 1 and finished > prefilled:
+            self.last_decode_tokens_per_s = generated / (finished - prefilled)
         return GenerationResult(
             text=text,
             finish_reason=finish,
@@ -455,7 +521,13 @@ class ModelWorker:
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         sampler = LlamaSampler()
         if sampling.grammar is not None:
-            sampler.add_grammar(self._llm._model, LlamaGrammar.from_string(sampling.grammar))
+            grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
+            if sampling.grammar_triggers:
+                sampler.add_grammar_lazy_patterns(
+                    self._llm._model, grammar, list(sampling.grammar_triggers), []
+                )
+            else:
+                sampler.add_grammar(self._llm._model, grammar)
         if sampling.temperature <= 0:
             sampler.add_greedy()
         else:

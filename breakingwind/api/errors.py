@@ -1,0 +1,99 @@
+"""Errors to HTTP: one table from exception class to status, looked up through the MRO.
+
+Every error body is OpenAI-shaped, `{"error": {"message", "type", "param", "code"}}`, on every
+route, so IDE clients show the message. No traceback ever reaches a client; unexpected exceptions
+are logged here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from breakingwind.errors import (
+    BreakingWindError,
+    ContextOverflow,
+    EngineError,
+    GrammarError,
+    ModelUnavailable,
+    QueueFull,
+    RequestError,
+    StructuredOutputError,
+    TemplateError,
+)
+
+log = logging.getLogger(__name__)
+
+# class -> (HTTP status, OpenAI error type, code). The most specific class in the MRO wins.
+ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
+    ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
+    TemplateError: (400, "invalid_request_error", "invalid_messages"),
+    GrammarError: (400, "invalid_request_error", "invalid_schema"),
+    QueueFull: (503, "server_error", "queue_full"),
+    ModelUnavailable: (503, "server_error", "model_unavailable"),
+    StructuredOutputError: (500, "server_error", "invalid_model_output"),
+    EngineError: (500, "server_error", "generation_failed"),
+    BreakingWindError: (500, "server_error", None),
+}
+
+
+def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, OpenAI-shaped body and extra headers for `exc`."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RequestError):
+        status = exc.status_code
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        if status == 401:
+            kind = "authentication_error"
+        body = _body(str(exc), kind, exc.param, exc.code)
+    else:
+        status, kind, code = next(
+            (ERROR_TABLE[cls] for cls in type(exc).__mro__ if cls in ERROR_TABLE),
+            (500, "server_error", None),
+        )
+        message = str(exc) if isinstance(exc, BreakingWindError) else "internal server error"
+        body = _body(message, kind, None, code)
+    if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, ContextOverflow):
+        body["error"]["prompt_tokens"] = exc.prompt_tokens
+        body["error"]["context_length"] = exc.n_ctx
+    return status, body, headers
+
+
+def error_response(exc: BaseException) -> Response:
+    status, body, headers = error_body(exc)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def sse_error(exc: BaseException) -> bytes:
+    """A mid-stream failure as one SSE data line (the stream ends after it)."""
+    _, body, _ = error_body(exc)
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def handle_breakingwind_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, RequestError):
+        log.warning(
+            "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )
+    return error_response(exc)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(exc)
+
+
+def _body(message: str, kind: str, param: str | None, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+EXCEPTION_HANDLERS = {
+    BreakingWindError: handle_breakingwind_error,
+    Exception: handle_unexpected_error,
+}

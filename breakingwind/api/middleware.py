@@ -1,0 +1,161 @@
+"""Pure ASGI middleware (never buffers a stream): local-only guard, API key, body size limit,
+request metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from breakingwind.api.errors import error_response
+from breakingwind.api.metrics import Metrics
+from breakingwind.errors import (
+    Forbidden,
+    MisdirectedRequest,
+    PayloadTooLarge,
+    RequestError,
+    Unauthorized,
+)
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse(exc: RequestError, scope: Scope, receive: Receive, send: Send) -> None:
+    await error_response(exc)(scope, receive, send)
+
+
+class LocalOnlyGuard:
+    """Refuse requests whose Host or Origin is not this machine (DNS rebinding, cross-site).
+
+    A web page the developer visits can make the browser send requests to 127.0.0.1; its
+    `Origin` (or, after DNS rebinding, its `Host`) gives it away. `Origin: null` is foreign.
+    """
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()
+    ) -> None:
+        self.app = app
+        self.hosts = LOCAL_HOSTS | {h.lower() for h in allowed_hosts}
+        self.origins = {o.rstrip("/").lower() for o in allowed_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = _host_name(_header(scope, b"host") or "")
+        if host not in self.hosts:
+            await _refuse(
+                MisdirectedRequest(f"host {host!r} is not served here"), scope, receive, send
+            )
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not self._origin_allowed(origin):
+            await _refuse(
+                Forbidden(f"cross-origin request from {origin!r} refused"), scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        if origin in self.origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and (parts.hostname or "") in LOCAL_HOSTS
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class ApiKeyAuth:
+    """When an API key is configured, every route except /health needs `Bearer <key>`."""
+
+    OPEN_PATHS = frozenset({"/health"})
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.key = api_key.encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":  # CORS preflights carry no credentials
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"authorization") or ""
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key):
+            await _refuse(Unauthorized("missing or invalid API key"), scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimit:
+    """413 for bodies over the limit: by Content-Length up front, or while the body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _refuse(self._too_large(), scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body is larger than {self.max_bytes} bytes")
+
+
+class RequestMetrics:
+    """Counts requests by route and status, and times them (time to the response headers)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.observe_request(scope["path"], status, time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_with_status)

@@ -1,0 +1,484 @@
+"""The OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
+
+Model ids: `breakingwind-<agent>` (or the bare agent name) chats directly with that agent's model;
+`breakingwind` is the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jsonschema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from breakingwind.api.errors import sse_error
+from breakingwind.api.openai_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    Message,
+    NamedToolChoice,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+)
+from breakingwind.api.sse import (
+    DONE,
+    KEEPALIVE,
+    PING,
+    SSE_HEADERS,
+    data_line,
+    parse_json_body,
+    with_keepalive,
+)
+from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
+from breakingwind.engine.grammars import JSON_OBJECT_GRAMMAR, json_schema_grammar
+from breakingwind.engine.tool_calls import ToolCall, ToolCallParser
+from breakingwind.errors import (
+    BreakingWindError,
+    GrammarError,
+    InvalidRequest,
+    ModelNotFound,
+    NotImplementedYet,
+    StructuredOutputError,
+)
+from breakingwind.prompts import render_prompt
+
+log = logging.getLogger(__name__)
+PIPELINE_MODEL = "breakingwind"
+OWNER = "breakingwind"
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def model_ids(engine: Engine) -> dict[str, str | None]:
+    """Every model id we answer to -> the agent it reaches (None: the whole pipeline)."""
+    ids: dict[str, str | None] = {PIPELINE_MODEL: None}
+    for agent in engine.agents:
+        ids[f"{PIPELINE_MODEL}-{agent}"] = agent
+    return ids
+
+
+def agent_for_model(engine: Engine, model: str) -> str | None:
+    if model in engine.agents:
+        return model
+    ids = model_ids(engine)
+    if model not in ids:
+        raise ModelNotFound(
+            f"model {model!r} does not exist; available: {', '.join(ids)}", param="model"
+        )
+    return ids[model]
+
+
+def _model_card(engine: Engine, model_id: str, agent: str | None) -> dict[str, Any]:
+    card: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": OWNER}
+    if agent is not None:
+        card["context_length"] = engine.worker(agent).n_ctx
+        card["agent"] = agent
+    return card
+
+
+async def list_models(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    data = [_model_card(engine, mid, agent) for mid, agent in model_ids(engine).items()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    model_id = request.path_params["model_id"]
+    return JSONResponse(_model_card(engine, model_id, agent_for_model(engine, model_id)))
+
+
+# --- chat ----------------------------------------------------------------------------------
+
+
+class OutputCheck:
+    """Validates JSON output requested through `response_format`."""
+
+    def __init__(self, schema: dict[str, Any] | None) -> None:
+        self.schema = schema
+        self._validator = jsonschema.Draft202012Validator(schema) if schema else None
+
+    def problems(self, text: str) -> str | None:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"not valid JSON: {exc}"
+        if self._validator is None:
+            return None if isinstance(value, dict) else "expected a JSON object"
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.path))
+        if not errors:
+            return None
+        return "; ".join(
+            f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in errors[:5]
+        )
+
+
+def _content_text(message: Message, index: int) -> str | None:
+    if message.content is None or isinstance(message.content, str):
+        return message.content
+    texts = []
+    for j, part in enumerate(message.content):
+        if part.type != "text":
+            raise InvalidRequest(
+                f"{part.type} content is not supported on this route yet (text parts only)",
+                param=f"messages[{index}].content[{j}]",
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def _engine_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out = []
+    for i, message in enumerate(messages):
+        entry: dict[str, Any] = {
+            "role": "system" if message.role == "developer" else message.role,
+            "content": _content_text(message, i),
+        }
+        if message.tool_calls:
+            entry["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+        if message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
+        if message.name:
+            entry["name"] = message.name
+        out.append(entry)
+    return out
+
+
+def _chat_request(body: ChatCompletionRequest) -> tuple[GenerationRequest, OutputCheck | None]:
+    """The engine request for `body`, and the output check its response_format asks for."""
+    tools = [tool.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
+    choice = body.tool_choice or ("auto" if tools else "none")
+    if isinstance(choice, NamedToolChoice):
+        names = {tool["function"]["name"] for tool in tools or []}
+        if choice.function.name not in names:
+            raise InvalidRequest(
+                f"tool_choice names {choice.function.name!r}, which is not in tools",
+                param="tool_choice",
+            )
+        choice = choice.function.name
+    elif choice == "required" and not tools:
+        raise InvalidRequest("tool_choice 'required' needs tools", param="tool_choice")
+    grammar, check = None, None
+    fmt = body.response_format
+    if isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema):
+        if tools and choice != "none":
+            raise InvalidRequest(
+                "response_format json output cannot be combined with tools",
+                param="response_format",
+            )
+        grammar, check = _json_output(fmt)
+    request = GenerationRequest(
+        messages=_engine_messages(body.messages),
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stops,
+        seed=body.seed,
+        grammar=grammar,
+        tools=tools if choice != "none" else None,
+        tool_choice=choice,
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+    )
+    return request, check
+
+
+def _json_output(
+    fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema,
+) -> tuple[str, OutputCheck]:
+    if isinstance(fmt, ResponseFormatJsonObject):
+        return JSON_OBJECT_GRAMMAR, OutputCheck(None)
+    schema = fmt.json_schema.schema_
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+        grammar = json_schema_grammar(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidRequest(
+            f"invalid JSON schema: {exc.message}", param="response_format.json_schema.schema"
+        ) from None
+    except Exception as exc:  # the grammar converter raises bare errors on unsupported schemas
+        raise GrammarError(f"unsupported JSON schema: {exc}") from None
+    return grammar, OutputCheck(schema)
+
+
+async def _complete_checked(
+    engine: Engine, agent: str, request: GenerationRequest, check: OutputCheck | None
+) -> GenerationResult:
+    """Generate; JSON output that fails its check is sent back once, then it is an error.
+
+    Output cut off by max_tokens is returned as it is, with finish_reason "length", as OpenAI
+    does: the caller chose the limit.
+    """
+    result = await engine.complete(agent, request)
+    if check is None or result.finish_reason == "length":
+        return result
+    if (problem := check.problems(result.text)) is None:
+        return result
+    assert request.messages is not None
+    retry = GenerationRequest(
+        **{
+            **request.__dict__,
+            "messages": [
+                *request.messages,
+                {"role": "assistant", "content": result.text},
+                {
+                    "role": "user",
+                    "content": render_prompt(
+                        "structured_retry.md", schema_name="response_format", errors=problem
+                    ),
+                },
+            ],
+        }
+    )
+    result = await engine.complete(agent, retry)
+    if (problem := check.problems(result.text)) is not None:
+        raise StructuredOutputError(
+            f"output did not match response_format: {problem}", raw_output=result.text
+        )
+    return result
+
+
+def _usage(result: GenerationResult) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "total_tokens": result.usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.usage.cached_tokens},
+    }
+
+
+def _tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+async def chat_completions(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    body = await parse_json_body(request, ChatCompletionRequest)
+    agent = agent_for_model(engine, body.model)
+    if agent is None:
+        raise NotImplementedYet(
+            "the whole-pipeline model 'breakingwind' is not available yet; chat with an agent"
+            " model such as 'breakingwind-coder'",
+            param="model",
+        )
+    generation, check = _chat_request(body)
+    if body.stream:
+        stream = await engine.stream(agent, generation)
+        chunks = _chat_chunks(stream, body, check, request.app.state.settings.server.keepalive_s)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+    result = await _complete_checked(engine, agent, generation, check)
+    message: dict[str, Any] = {"role": "assistant", "content": result.text or None}
+    if result.tool_calls:
+        message["tool_calls"] = _tool_calls_json(result.tool_calls)
+    elif message["content"] is None:
+        message["content"] = ""
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+            "usage": _usage(result),
+        }
+    )
+
+
+async def _chat_chunks(
+    stream: GenerationStream,
+    body: ChatCompletionRequest,
+    check: OutputCheck | None,
+    keepalive_s: float,
+) -> AsyncIterator[bytes]:
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return data_line(
+            {
+                **head,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
+
+    parser = ToolCallParser(stream.tool_format) if stream.tool_format else None
+    text: list[str] = []
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        async for item in with_keepalive(stream, keepalive_s):
+            if item is KEEPALIVE:
+                yield PING
+                continue
+            assert isinstance(item, str)
+            text.append(item)
+            if parser is None:
+                yield chunk({"content": item})
+                continue
+            for part in _parsed_chunks(parser.feed(item), chunk):
+                yield part
+        if parser is not None:
+            for part in _parsed_chunks(parser.finish(), chunk):
+                yield part
+        result = stream.result
+        assert result is not None
+        checked = check is not None and result.finish_reason != "length"
+        if checked and (problem := check.problems("".join(text))) is not None:
+            raise StructuredOutputError(
+                f"output did not match response_format: {problem}", raw_output="".join(text)
+            )
+        finish = "tool_calls" if parser and parser.calls else result.finish_reason
+        yield chunk({}, finish)
+        if body.include_usage:
+            yield data_line({**head, "choices": [], "usage": _usage(result)})
+        yield DONE
+    except BreakingWindError as exc:
+        yield sse_error(exc)
+    except Exception as exc:
+        log.exception("chat stream failed")
+        yield sse_error(exc)
+    finally:
+        await stream.aclose()
+
+
+def _parsed_chunks(parsed: Any, chunk: Any) -> list[bytes]:
+    out = []
+    if parsed.content:
+        out.append(chunk({"content": parsed.content}))
+    for call in parsed.calls:
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": call.index,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        out.append(
+            chunk(
+                {"tool_calls": [{"index": call.index, "function": {"arguments": call.arguments}}]}
+            )
+        )
+    return out
+
+
+# --- completions ---------------------------------------------------------------------------
+
+
+async def completions(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    body = await parse_json_body(request, CompletionRequest)
+    agent = agent_for_model(engine, body.model)
+    if agent is None:
+        raise InvalidRequest(
+            "use an agent model (e.g. 'breakingwind-coder') for completions", param="model"
+        )
+    if isinstance(body.prompt, list):
+        if len(body.prompt) != 1:
+            raise InvalidRequest("exactly one prompt per request is supported", param="prompt")
+        prompt = body.prompt[0]
+    else:
+        prompt = body.prompt
+    generation = GenerationRequest(
+        prompt=prompt,
+        suffix=body.suffix,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stops,
+        seed=body.seed,
+    )
+    head = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.model,
+    }
+    stream = await engine.stream(agent, generation)
+    if body.stream:
+        keepalive = request.app.state.settings.server.keepalive_s
+        chunks = _completion_chunks(stream, head, body, prompt, keepalive)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+    async with stream:
+        result = await stream.collect()
+    text = prompt + result.text if body.echo else result.text
+    return JSONResponse(
+        {
+            **head,
+            "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": result.finish_reason}
+            ],
+            "usage": _usage(result),
+        }
+    )
+
+
+async def _completion_chunks(
+    stream: GenerationStream,
+    head: dict[str, Any],
+    body: CompletionRequest,
+    prompt: str,
+    keepalive_s: float,
+) -> AsyncIterator[bytes]:
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        return data_line(
+            {
+                **head,
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+
+    try:
+        if body.echo:
+            yield chunk(prompt)
+        async for item in with_keepalive(stream, keepalive_s):
+            yield PING if item is KEEPALIVE else chunk(item)  # type: ignore[arg-type]
+        result = stream.result
+        assert result is not None
+        yield chunk("", result.finish_reason)
+        if body.include_usage:
+            yield data_line({**head, "choices": [], "usage": _usage(result)})
+        yield DONE
+    except BreakingWindError as exc:
+        yield sse_error(exc)
+    except Exception as exc:
+        log.exception("completion stream failed")
+        yield sse_error(exc)
+    finally:
+        await stream.aclose()
+
+
+ROUTES = [
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+]

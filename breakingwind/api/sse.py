@@ -1,0 +1,86 @@
+"""Server-sent events helpers: `data:` lines, keep-alive comments, JSON bodies in, errors out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from breakingwind.errors import InvalidRequest, UnsupportedMediaType
+
+T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+PING = b": ping\n\n"
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class _Ping:
+    """Marker yielded by `with_keepalive` when the source was silent for the interval."""
+
+
+KEEPALIVE = _Ping()
+
+
+def data_line(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def with_keepalive(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | _Ping]:
+    """Items from `source`, with `KEEPALIVE` whenever it stays silent for `interval` seconds.
+
+    The pending read is never cancelled by a timeout (that would cancel the generation); it is
+    cancelled only when this iterator itself is closed, e.g. on client disconnect.
+    """
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            done, _ = await asyncio.wait((pending,), timeout=interval)
+            if not done:
+                yield KEEPALIVE
+                continue
+            finished, pending = pending, None
+            try:
+                item = finished.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
+    """Validate a JSON request body into `model`; errors name the field (`param`)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        # Browsers send text/plain and form bodies cross-site without a preflight: refuse them.
+        raise UnsupportedMediaType(
+            f"expected Content-Type application/json, got {content_type or 'none'}"
+        )
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = _dotted(first["loc"])
+        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from None
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

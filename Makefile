@@ -22,5 +22,8 @@ lint: install
 	$(PY) -m ruff check breakingwind tests
 	$(PY) -m ruff format --check breakingwind tests
 
+bench: install
+	$(PY) -m breakingwind bench
+
 clean-venv:
 	rm -rf $(VENV)

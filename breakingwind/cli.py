@@ -115,3 +115,25 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         )
         click.echo(f"  source   {source}")
         click.echo(f"  shared   {', '.join(row['shared_with']) or '-'}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A short smoke run (CI): fewer tokens and runs.")
+@click.option("--agent", default="coder", show_default=True, help="Whose model to measure.")
+@click.option("--tokens", type=int, default=None, help="Tokens to generate per run.")
+@click.option("--repeats", type=int, default=None, help="Runs per path (the median is shown).")
+@click.pass_context
+def bench(
+    ctx: click.Context, quick: bool, agent: str, tokens: int | None, repeats: int | None
+) -> None:
+    """Measure decode/prefill speed bare vs engine vs HTTP, side by side, as ratios."""
+    from breakingwind.bench import run_bench
+
+    settings = _settings(ctx)
+    run_bench(
+        settings,
+        agent,
+        n_tokens=tokens or (64 if quick else 256),
+        repeats=repeats or (1 if quick else 5),
+        echo=click.echo,
+    )

@@ -73,7 +73,14 @@ def test_stop_string_ends_generation_and_is_not_emitted(engine: Engine) -> None:
     assert stopped.text == full[: full.index(stop)]
 
 
+# A 1500-token generation takes 10+ s at embedded-model speed; a cancelled one must stop within a
+# few tokens. Bounds are in tokens where possible (load-independent) and generous in seconds.
+ABANDONED_TOKEN_BOUND = 300
+
+
 def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
+    before = engine.worker("coder").tokens_generated
+
     async def run() -> tuple[float, object]:
         stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
         async for _ in stream:
@@ -85,9 +92,9 @@ def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
 
     waited, nxt = asyncio.run(run())
     assert nxt.usage.completion_tokens > 0
-    # 1500 tokens would take ~10 s at embedded-model speed; a freed worker answers at once.
-    assert waited < 2.0
-    assert nxt.timings.queued_s < 0.5
+    assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
+    assert waited < 5.0
+    assert nxt.timings.queued_s < 1.0
 
 
 def test_task_cancellation_stops_generation(engine: Engine) -> None:
@@ -95,6 +102,8 @@ def test_task_cancellation_stops_generation(engine: Engine) -> None:
         stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
         async for _ in stream:
             pass
+
+    before = engine.worker("coder").tokens_generated
 
     async def run() -> float:
         task = asyncio.create_task(consume())
@@ -106,10 +115,13 @@ def test_task_cancellation_stops_generation(engine: Engine) -> None:
         await engine.complete("coder", chat("Hi", max_tokens=2))
         return time.monotonic() - started
 
-    assert asyncio.run(run()) < 2.0
+    assert asyncio.run(run()) < 5.0
+    assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
 
 
 def test_timeout_cancels_generation(engine: Engine) -> None:
+    before = engine.worker("coder").tokens_generated
+
     async def run() -> float:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
@@ -118,7 +130,8 @@ def test_timeout_cancels_generation(engine: Engine) -> None:
         await engine.complete("coder", chat("Hi", max_tokens=2))
         return time.monotonic() - started
 
-    assert asyncio.run(run()) < 2.0
+    assert asyncio.run(run()) < 5.0
+    assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
 
 
 def test_eight_concurrent_requests_match_their_solo_answers(engine: Engine) -> None:

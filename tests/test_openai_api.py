@@ -391,7 +391,7 @@ def test_client_disconnect_stops_generation(server: LiveServer, engine: Engine) 
     reply = post(server, "/v1/chat/completions",
                  {"model": "breakingwind-planner", "messages": HELLO, "max_tokens": 4})
     assert reply.status_code == 200
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 5.0
     # The abandoned request stopped long before its 1500 tokens.
     assert engine.worker("coder").tokens_generated - before < 400
 

@@ -27,15 +27,7 @@ from breakingwind.api.openai_schemas import (
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
 )
-from breakingwind.api.sse import (
-    DONE,
-    KEEPALIVE,
-    PING,
-    SSE_HEADERS,
-    data_line,
-    parse_json_body,
-    with_keepalive,
-)
+from breakingwind.api.sse import DONE, PING, SSE_HEADERS, data_line, parse_json_body
 from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
 from breakingwind.engine.grammars import JSON_OBJECT_GRAMMAR, json_schema_grammar
 from breakingwind.engine.tool_calls import ToolCall, ToolCallParser
@@ -186,6 +178,7 @@ def _chat_request(body: ChatCompletionRequest) -> tuple[GenerationRequest, Outpu
         tools=tools if choice != "none" else None,
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls is not False,
+        ignore_eos=body.ignore_eos,
     )
     return request, check
 
@@ -328,11 +321,10 @@ async def _chat_chunks(
     text: list[str] = []
     try:
         yield chunk({"role": "assistant", "content": ""})
-        async for item in with_keepalive(stream, keepalive_s):
-            if item is KEEPALIVE:
+        async for item in stream.deltas(keepalive_s):
+            if item is None:
                 yield PING
                 continue
-            assert isinstance(item, str)
             text.append(item)
             if parser is None:
                 yield chunk({"content": item})
@@ -459,8 +451,8 @@ async def _completion_chunks(
     try:
         if body.echo:
             yield chunk(prompt)
-        async for item in with_keepalive(stream, keepalive_s):
-            yield PING if item is KEEPALIVE else chunk(item)  # type: ignore[arg-type]
+        async for item in stream.deltas(keepalive_s):
+            yield PING if item is None else chunk(item)
         result = stream.result
         assert result is not None
         yield chunk("", result.finish_reason)

@@ -121,6 +121,7 @@ class _Sampling(_Open):
     n: Literal[1] = Field(1, description="Only one choice per request is supported.")
     stop: str | list[str] | None = None
     seed: int | None = None
+    ignore_eos: bool = Field(False, description="Extension (as in vLLM, llama-server).")
 
     @property
     def stops(self) -> list[str]:

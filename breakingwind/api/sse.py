@@ -1,10 +1,8 @@
-"""Server-sent events helpers: `data:` lines, keep-alive comments, JSON bodies in, errors out."""
+"""Server-sent events helpers (`data:` lines, keep-alive comments) and JSON request bodies."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,48 +10,14 @@ from starlette.requests import Request
 
 from breakingwind.errors import InvalidRequest, UnsupportedMediaType
 
-T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class _Ping:
-    """Marker yielded by `with_keepalive` when the source was silent for the interval."""
-
-
-KEEPALIVE = _Ping()
-
-
 def data_line(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
-
-
-async def with_keepalive(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | _Ping]:
-    """Items from `source`, with `KEEPALIVE` whenever it stays silent for `interval` seconds.
-
-    The pending read is never cancelled by a timeout (that would cancel the generation); it is
-    cancelled only when this iterator itself is closed, e.g. on client disconnect.
-    """
-    pending: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait((pending,), timeout=interval)
-            if not done:
-                yield KEEPALIVE
-                continue
-            finished, pending = pending, None
-            try:
-                item = finished.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        if pending is not None:
-            pending.cancel()
 
 
 async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:

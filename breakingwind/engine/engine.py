@@ -171,6 +171,7 @@ def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParam
         top_p=agent.top_p if request.top_p is None else request.top_p,
         seed=request.seed,
         grammar=request.grammar,
+        ignore_eos=request.ignore_eos,
     )
 
 

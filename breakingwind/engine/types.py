@@ -29,6 +29,7 @@ class GenerationRequest:
     tools: list[dict[str, Any]] | None = None  # OpenAI-style function tools offered to the model
     tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
     parallel_tool_calls: bool = True
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

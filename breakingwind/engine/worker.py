@@ -16,9 +16,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import llama_cpp
 import numpy as np
@@ -50,6 +51,7 @@ from breakingwind.errors import (
 log = logging.getLogger(__name__)
 
 ModelState = Literal["loading", "ready", "failed"]
+T = TypeVar("T")
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed
 
 
@@ -96,6 +98,7 @@ class SamplingParams:
     seed: int | None
     grammar: str | None
     grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
+    ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,37 @@ class _Job:
             self.cancel.set()
 
 
+class _Call:
+    """A function to run on the owner thread with the `Llama` object (benchmarks, maintenance)."""
+
+    __slots__ = ("fn", "loop", "future")
+
+    def __init__(self, fn: Callable[[Llama], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def run(self, llm: Llama) -> None:
+        try:
+            result = self.fn(llm)
+        except Exception as exc:
+            self.loop.call_soon_threadsafe(_settle, self.future, None, exc)
+        else:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_SILENCE = object()  # put in a stream's queue by the keep-alive timer
+
+
 class GenerationStream:
     """Async iterator of text deltas; `result` holds usage and timings once it is exhausted."""
 
@@ -156,12 +190,54 @@ class GenerationStream:
         except asyncio.CancelledError:
             self.cancel()
             raise
+        if item is _SILENCE:
+            return await self.__anext__()
         if isinstance(item, str):
             return item
+        self._finish(item)
+        raise StopAsyncIteration
+
+    async def deltas(self, keepalive_s: float) -> AsyncIterator[str | None]:
+        """Text deltas for a streaming response: whatever is already waiting is joined into one
+        delta (fewer, larger chunks when the consumer falls behind), and None is yielded after
+        `keepalive_s` of silence so the caller can keep the connection alive."""
+        queue = self._job.out
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._done:
+                if queue.empty():
+                    timer = loop.call_later(keepalive_s, queue.put_nowait, _SILENCE)
+                    try:
+                        item = await queue.get()
+                    finally:
+                        timer.cancel()
+                else:
+                    item = queue.get_nowait()
+                if item is _SILENCE:
+                    yield None
+                    continue
+                if not isinstance(item, str):
+                    self._finish(item)
+                    return
+                parts = [item]
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if isinstance(more, str):
+                        parts.append(more)
+                    elif more is not _SILENCE:
+                        yield "".join(parts)
+                        self._finish(more)
+                        return
+                yield "".join(parts)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancel()
+            raise
+
+    def _finish(self, item: Any) -> None:
         self._done = True
         if isinstance(item, GenerationResult):
             self.result = item
-            raise StopAsyncIteration
+            return
         raise item
 
     def cancel(self) -> None:
@@ -204,7 +280,7 @@ class ModelWorker:
         self.busy = False
         self.tokens_generated = 0
         self.last_decode_tokens_per_s = 0.0
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
         self._settled = threading.Event()  # set once loaded or failed
         self._thread = threading.Thread(target=self._serve, name=f"model:{self.name}", daemon=True)
         self._llm: Any = None
@@ -212,6 +288,7 @@ class ModelWorker:
         self._stop_tokens: frozenset[int] = frozenset()
         self._fim_tokens: tuple[int, ...] = ()  # (prefix, suffix, middle) when the model has them
         self._piece_cache: dict[int, bytes] = {}
+        self._eog_cache: list[int] | None = None
         self._piece_buffer = ctypes.create_string_buffer(256)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -230,7 +307,7 @@ class ModelWorker:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
+            if isinstance(job, _Job):
                 job.emit(ModelUnavailable(f"{self.name}: the engine is shutting down"))
         self._queue.put(None)
         if self._thread.is_alive():
@@ -317,6 +394,13 @@ class ModelWorker:
             raise GrammarError("the grammar could not be parsed")
         llama_cpp.llama_sampler_free(sampler)
 
+    async def call_with_model(self, fn: Callable[[Llama], T]) -> T:
+        """Run `fn(llm)` on the owner thread, between requests, and return its result."""
+        await self.wait_ready()
+        call = _Call(fn, asyncio.get_running_loop())
+        self._queue.put(call)
+        return await call.future
+
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
         """Queue a prepared request; raise `QueueFull` past the bound."""
         if self.state == "failed":
@@ -340,6 +424,14 @@ class ModelWorker:
             job = self._queue.get()
             if job is None:
                 break
+            if isinstance(job, _Call):
+                if self.state == "ready":
+                    job.run(self._llm)
+                else:
+                    job.loop.call_soon_threadsafe(
+                        _settle, job.future, None, ModelUnavailable(f"{self.name} is not loaded")
+                    )
+                continue
             if self.state != "ready":
                 job.emit(ModelUnavailable(f"model {self.name} failed to load: {self.error}"))
                 continue
@@ -520,6 +612,8 @@ class ModelWorker:
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         sampler = LlamaSampler()
+        if sampling.ignore_eos:
+            sampler.add_logit_bias(self._llm.n_vocab(), dict.fromkeys(self._eog_tokens(), -1e30))
         if sampling.grammar is not None:
             grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
             if sampling.grammar_triggers:
@@ -550,6 +644,13 @@ class ModelWorker:
         """True when `text` is exactly one special token we already stop on."""
         ids = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return len(ids) == 1 and (ids[0] in self._stop_tokens or self._is_eog(ids[0]))
+
+    def _eog_tokens(self) -> list[int]:
+        if self._eog_cache is None:
+            vocab = self._llm._model.vocab
+            is_eog = llama_cpp.llama_vocab_is_eog
+            self._eog_cache = [t for t in range(self._llm.n_vocab()) if is_eog(vocab, t)]
+        return self._eog_cache
 
     def _is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))

@@ -70,6 +70,12 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity of the daemon."
     )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut.",
+    )
 
 
 class StorageSettings(_Section):
@@ -107,6 +113,15 @@ class EngineSettings(_Section):
     )
 
 
+class DownloadSettings(_Section):
+    retries: int = Field(
+        5, ge=0, le=100, description="Retries of a failed transfer (each resumes where it stopped)."
+    )
+    backoff_s: float = Field(
+        2.0, gt=0, le=600, description="Wait before the first retry; it doubles on each retry."
+    )
+
+
 class AgentSettings(_Section):
     model: str = Field(
         min_length=1, description="GGUF file; relative names are looked up in models_dir."
@@ -129,6 +144,7 @@ class Settings(_Section):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    downloads: DownloadSettings = Field(default_factory=DownloadSettings)
     preprocessor: AgentSettings = Field(
         default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["preprocessor"])
     )

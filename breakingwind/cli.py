@@ -6,13 +6,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from breakingwind.config import Settings, load_settings
+from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+AGENT_OR_ALL = click.Choice([*AGENT_NAMES, "all"])
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -24,6 +27,16 @@ def _settings(ctx: click.Context) -> Settings:
             click.echo(f"breakingwind: {exc}", err=True)
             ctx.exit(EXIT_CONFIG)
     return ctx.obj["settings"]
+
+
+def _fail(exc: BreakingWindError) -> NoReturn:
+    """Print the error as one line (or a ConfigError's list) and exit non-zero."""
+    click.echo(f"breakingwind: {exc}", err=True)
+    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
+
+
+def _agents(choice: str) -> list[str]:
+    return list(AGENT_NAMES) if choice == "all" else [choice]
 
 
 @click.group()
@@ -66,7 +79,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 @main.group()
 def models() -> None:
-    """Inspect the models each agent uses."""
+    """Inspect, download and verify the models each agent uses."""
 
 
 @models.command("list")
@@ -115,3 +128,61 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         )
         click.echo(f"  source   {source}")
         click.echo(f"  shared   {', '.join(row['shared_with']) or '-'}")
+
+
+@models.command("pull")
+@click.argument("agent", type=AGENT_OR_ALL, default="all")
+@click.option("--force", is_flag=True, help="Download again even when the file is present.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show huggingface_hub's own warnings.")
+@click.pass_context
+def models_pull(ctx: click.Context, agent: str, force: bool, verbose: bool) -> None:
+    """Download the full-profile GGUF of AGENT (default: all) from the Hugging Face Hub."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    from breakingwind.downloads import pull_models
+    from breakingwind.models import load_manifest
+
+    settings = _settings(ctx)
+    if not verbose:
+        hf_logging.set_verbosity_error()  # our own lines say what failed and what is retried
+    try:
+        results = pull_models(settings, load_manifest(), _agents(agent), force=force, say=_say)
+    except BreakingWindError as exc:
+        _fail(exc)
+    for result in results:
+        click.echo(
+            f"{result.agent}: {result.action.replace('_', ' ')} {result.path}"
+            f" ({result.size_bytes / 1024**3:.2f} GiB, sha256 {result.sha256},"
+            f" commit {result.commit[:12]})"
+        )
+
+
+@models.command("verify")
+@click.argument("agent", type=AGENT_OR_ALL, default="all")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def models_verify(ctx: click.Context, agent: str, as_json: bool) -> None:
+    """Re-check AGENT's file (default: all) on disk: size, sha256 (from the lock) and GGUF header.
+
+    Exits 1 when any file fails.
+    """
+    from breakingwind.model_lock import verify_models
+
+    settings = _settings(ctx)
+    try:
+        results = verify_models(settings, _agents(agent))
+    except BreakingWindError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        for result in results:
+            click.echo(f"{result.agent}: {'OK' if result.ok else 'FAILED'}  {result.path}")
+            for problem in result.problems:
+                click.echo(f"  - {problem}")
+    if not all(result.ok for result in results):
+        sys.exit(EXIT_FAILED)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)

@@ -6,12 +6,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
+
+if TYPE_CHECKING:
+    from breakingwind.service import Platform
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -186,3 +189,84 @@ def models_verify(ctx: click.Context, agent: str, as_json: bool) -> None:
 
 def _say(line: str) -> None:
     click.echo(line, err=True)
+
+
+@main.group()
+def service() -> None:
+    """Run the daemon in the background: launchd agent (macOS) or systemd user unit (Linux)."""
+
+
+def _platform() -> Platform:
+    from breakingwind.service import platform_for
+
+    try:
+        return platform_for(sys.platform, Path.home())
+    except BreakingWindError as exc:
+        _fail(exc)
+
+
+@service.command("install")
+@click.option("--dry-run", is_flag=True, help="Print the service file; write and load nothing.")
+@click.pass_context
+def service_install(ctx: click.Context, dry_run: bool) -> None:
+    """Write, validate and load the service that runs `breakingwind serve` with this config."""
+    from breakingwind.service import install_service, service_spec
+
+    platform = _platform()
+    try:
+        spec = service_spec(_settings(ctx))
+        if dry_run:
+            click.echo(f"# {platform.path()}")
+            click.echo(platform.render(spec), nl=False)
+            return
+        report = install_service(spec, platform)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"wrote {report.path}")
+    if report.loaded:
+        click.echo(f"loaded with {platform.tool}; logs: `breakingwind service logs`")
+        return
+    click.echo(
+        f"not loaded: {platform.tool} is unavailable or has no user session here (a container?)."
+        " On the machine that should run the daemon, run:"
+    )
+    for line in report.next_steps:
+        click.echo(f"  {line}")
+
+
+@service.command("uninstall")
+def service_uninstall() -> None:
+    """Stop the service and delete its file."""
+    from breakingwind.service import uninstall_service
+
+    platform = _platform()
+    try:
+        removed = uninstall_service(platform)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"removed {removed}" if removed else f"not installed ({platform.path()} is absent)")
+
+
+@service.command("status")
+def service_status() -> None:
+    """Show the service's state (`systemctl --user status` / `launchctl print`)."""
+    from breakingwind.service import show_status
+
+    try:
+        sys.exit(show_status(_platform()))
+    except BreakingWindError as exc:
+        _fail(exc)
+
+
+@service.command("logs")
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.pass_context
+def service_logs(ctx: click.Context, lines: int, follow: bool) -> None:
+    """Print the daemon's recent log lines (journalctl on Linux, the log files on macOS)."""
+    from breakingwind.service import service_spec, show_logs
+
+    try:
+        sys.exit(show_logs(_platform(), service_spec(_settings(ctx)), lines, follow))
+    except BreakingWindError as exc:
+        _fail(exc)

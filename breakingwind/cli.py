@@ -77,6 +77,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_level=settings.server.log_level,
+        # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests run this long, then
+        # runs the lifespan shutdown (which closes the engine).
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
     )
 
 

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
 AGENT_OR_ALL = click.Choice([*AGENT_NAMES, "all"])
+PULL_ACTIONS = {
+    "downloaded": "downloaded",
+    "up_to_date": "up to date",
+    "recorded": "already present, matches the Hub, recorded",
+}
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -157,7 +162,7 @@ def models_pull(ctx: click.Context, agent: str, force: bool, verbose: bool) -> N
         _fail(exc)
     for result in results:
         click.echo(
-            f"{result.agent}: {result.action.replace('_', ' ')} {result.path}"
+            f"{result.agent}: {PULL_ACTIONS[result.action]} {result.path}"
             f" ({result.size_bytes / 1024**3:.2f} GiB, sha256 {result.sha256},"
             f" commit {result.commit[:12]})"
         )

@@ -119,7 +119,9 @@ def pull_models(
     results: list[PullResult] = []
     pending: list[tuple[PullTarget, RemoteFile]] = []
     for target in pull_targets(settings, manifest, agents):
-        remote = _with_retries(lambda t=target: fetch_remote_file(t), policy, say, target.agent)
+        remote = _with_retries(
+            lambda t=target: fetch_remote_file(t), policy, say, target.agent, offline_fast=True
+        )
         action = _local_action(target, remote, lock.models.get(target.agent), force, say)
         if action is None:
             pending.append((target, remote))
@@ -128,9 +130,12 @@ def pull_models(
         if action == "recorded":
             lock.models[target.agent] = _lock_entry(target, remote)
             save_lock(lock, path)
-    check_free_disk(pending)
+    downloaded: set[Path] = set()
+    check_free_disk(list({target.dest: (target, remote) for target, remote in pending}.values()))
     for target, remote in pending:
-        download_file(target, remote, policy, say)
+        if target.dest not in downloaded:  # agents configured to share one file fetch it once
+            download_file(target, remote, policy, say)
+            downloaded.add(target.dest)
         lock.models[target.agent] = _lock_entry(target, remote)
         save_lock(lock, path)
         results.append(_result(target, remote, "downloaded"))
@@ -264,15 +269,25 @@ def _local_action(
     )
 
 
-def _with_retries(action: Callable[[], T], policy: DownloadSettings, say: Say, agent: str) -> T:
+def _with_retries(
+    action: Callable[[], T],
+    policy: DownloadSettings,
+    say: Say,
+    agent: str,
+    offline_fast: bool = False,
+) -> T:
     """Run `action`, retrying transient network failures with exponential backoff. Errors come
-    out as one-line `DownloadError`s; anything that is not a network or disk error propagates."""
+    out as one-line `DownloadError`s; anything that is not a network or disk error propagates.
+
+    With `offline_fast`, a refused connection on the first try means "offline": fail at once
+    rather than back off (for the first contact with the Hub, not for a transfer under way).
+    """
     delay = policy.backoff_s
     for attempt in range(policy.retries + 1):
         try:
             return action()
         except Exception as exc:
-            classified = _classify(exc, retry_connect=attempt > 0)
+            classified = _classify(exc, retry_connect=not (offline_fast and attempt == 0))
             if classified is None:
                 raise
             error, transient = classified
@@ -285,10 +300,7 @@ def _with_retries(action: Callable[[], T], policy: DownloadSettings, say: Say, a
 
 
 def _classify(exc: Exception, retry_connect: bool) -> tuple[DownloadError, bool] | None:
-    """A one-line error for `exc` and whether retrying may help; None for unexpected errors.
-
-    A refused connection on the first try means "offline": fail at once rather than back off.
-    """
+    """A one-line error for `exc` and whether retrying may help; None for unexpected errors."""
     import httpx2
     from huggingface_hub import constants
     from huggingface_hub.errors import (

@@ -14,6 +14,7 @@ import pytest
 from gguf import GGUFWriter
 
 from breakingwind.model_lock import Verification, verify_file
+from breakingwind.models import load_manifest
 from tests.conftest import _free_port, write_config
 from tests.fakehub import COMMIT, FakeHub, serve
 
@@ -106,6 +107,20 @@ def test_pull_downloads_the_file_and_records_its_sha256(
     assert ("HEAD", f"/{CODER_REPO}/resolve/main/{CODER_FILE}") in calls
     assert ("POST", f"/api/models/{CODER_REPO}/paths-info/{COMMIT}") in calls
     assert ("GET", f"/{CODER_REPO}/resolve/{COMMIT}/{CODER_FILE}") in calls
+
+
+def test_pull_all_fetches_every_agents_file(
+    hub: FakeHub, config: Path, clean_env: dict[str, str], gguf_payload: bytes
+) -> None:
+    manifest = load_manifest()
+    for entry in manifest.models.values():
+        hub.add(entry.repo, entry.file, gguf_payload)
+    proc = run_cli(config, clean_env, hub.url, "pull")
+    assert proc.returncode == 0, proc.stderr
+    assert set(lock_of(config)["models"]) == set(manifest.models)
+    verify = run_cli(config, clean_env, hub.url, "verify", "--json")
+    assert verify.returncode == 0, verify.stdout
+    assert all(row["ok"] for row in json.loads(verify.stdout))
 
 
 def test_second_pull_is_up_to_date_without_a_transfer(

@@ -160,8 +160,10 @@ def fetch_remote_file(target: PullTarget) -> RemoteFile:
             f"{target.agent}: {target.repo}/{target.filename} is not an LFS file, so the Hub gives"
             " no sha256 to check it against"
         )
-    consistent = head.size in (None, info.lfs.size) and head.etag in (None, info.lfs.sha256)
-    if not consistent and len(head.etag or "") == 64:
+    # For an LFS file the HEAD's X-Linked-Etag is the same sha256; a proxy or mirror serving
+    # something else shows up here, before any byte is downloaded.
+    head_sha256 = head.etag if head.etag and len(head.etag) == 64 else None
+    if head.size not in (None, info.lfs.size) or head_sha256 not in (None, info.lfs.sha256):
         raise DownloadError(
             f"{target.agent}: the Hub's metadata disagrees with itself for {target.filename}"
             f" (HEAD: sha256 {head.etag}, {head.size} bytes; paths-info: sha256"

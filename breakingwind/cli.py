@@ -6,13 +6,24 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from breakingwind.config import Settings, load_settings
+from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
+if TYPE_CHECKING:
+    from breakingwind.service import Platform
+
 EXIT_CONFIG = 2
+EXIT_FAILED = 1
+AGENT_OR_ALL = click.Choice([*AGENT_NAMES, "all"])
+PULL_ACTIONS = {
+    "downloaded": "downloaded",
+    "up_to_date": "up to date",
+    "recorded": "already present, matches the Hub, recorded",
+}
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -24,6 +35,16 @@ def _settings(ctx: click.Context) -> Settings:
             click.echo(f"breakingwind: {exc}", err=True)
             ctx.exit(EXIT_CONFIG)
     return ctx.obj["settings"]
+
+
+def _fail(exc: BreakingWindError) -> NoReturn:
+    """Print the error as one line (or a ConfigError's list) and exit non-zero."""
+    click.echo(f"breakingwind: {exc}", err=True)
+    sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
+
+
+def _agents(choice: str) -> list[str]:
+    return list(AGENT_NAMES) if choice == "all" else [choice]
 
 
 @click.group()
@@ -61,12 +82,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_level=settings.server.log_level,
+        # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests run this long, then
+        # runs the lifespan shutdown (which closes the engine).
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
     )
 
 
 @main.group()
 def models() -> None:
-    """Inspect the models each agent uses."""
+    """Inspect, download and verify the models each agent uses."""
 
 
 @models.command("list")
@@ -137,3 +161,142 @@ def bench(
         repeats=repeats or (1 if quick else 5),
         echo=click.echo,
     )
+
+
+@models.command("pull")
+@click.argument("agent", type=AGENT_OR_ALL, default="all")
+@click.option("--force", is_flag=True, help="Download again even when the file is present.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show huggingface_hub's own warnings.")
+@click.pass_context
+def models_pull(ctx: click.Context, agent: str, force: bool, verbose: bool) -> None:
+    """Download the full-profile GGUF of AGENT (default: all) from the Hugging Face Hub."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    from breakingwind.downloads import pull_models
+    from breakingwind.models import load_manifest
+
+    settings = _settings(ctx)
+    if not verbose:
+        hf_logging.set_verbosity_error()  # our own lines say what failed and what is retried
+    try:
+        results = pull_models(settings, load_manifest(), _agents(agent), force=force, say=_say)
+    except BreakingWindError as exc:
+        _fail(exc)
+    for result in results:
+        click.echo(
+            f"{result.agent}: {PULL_ACTIONS[result.action]} {result.path}"
+            f" ({result.size_bytes / 1024**3:.2f} GiB, sha256 {result.sha256},"
+            f" commit {result.commit[:12]})"
+        )
+
+
+@models.command("verify")
+@click.argument("agent", type=AGENT_OR_ALL, default="all")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def models_verify(ctx: click.Context, agent: str, as_json: bool) -> None:
+    """Re-check AGENT's file (default: all) on disk: size, sha256 (from the lock) and GGUF header.
+
+    Exits 1 when any file fails.
+    """
+    from breakingwind.model_lock import verify_models
+
+    settings = _settings(ctx)
+    try:
+        results = verify_models(settings, _agents(agent))
+    except BreakingWindError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        for result in results:
+            click.echo(f"{result.agent}: {'OK' if result.ok else 'FAILED'}  {result.path}")
+            for problem in result.problems:
+                click.echo(f"  - {problem}")
+    if not all(result.ok for result in results):
+        sys.exit(EXIT_FAILED)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@main.group()
+def service() -> None:
+    """Run the daemon in the background: launchd agent (macOS) or systemd user unit (Linux)."""
+
+
+def _platform() -> Platform:
+    from breakingwind.service import platform_for
+
+    try:
+        return platform_for(sys.platform, Path.home())
+    except BreakingWindError as exc:
+        _fail(exc)
+
+
+@service.command("install")
+@click.option("--dry-run", is_flag=True, help="Print the service file; write and load nothing.")
+@click.pass_context
+def service_install(ctx: click.Context, dry_run: bool) -> None:
+    """Write, validate and load the service that runs `breakingwind serve` with this config."""
+    from breakingwind.service import install_service, service_spec
+
+    platform = _platform()
+    try:
+        spec = service_spec(_settings(ctx))
+        if dry_run:
+            click.echo(f"# {platform.path()}")
+            click.echo(platform.render(spec), nl=False)
+            return
+        report = install_service(spec, platform)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"wrote {report.path}")
+    if report.loaded:
+        click.echo(f"loaded with {platform.tool}; logs: `breakingwind service logs`")
+        return
+    click.echo(
+        f"not loaded: {platform.tool} is unavailable or has no user session here (a container?)."
+        " On the machine that should run the daemon, run:"
+    )
+    for line in report.next_steps:
+        click.echo(f"  {line}")
+
+
+@service.command("uninstall")
+def service_uninstall() -> None:
+    """Stop the service and delete its file."""
+    from breakingwind.service import uninstall_service
+
+    platform = _platform()
+    try:
+        removed = uninstall_service(platform)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"removed {removed}" if removed else f"not installed ({platform.path()} is absent)")
+
+
+@service.command("status")
+def service_status() -> None:
+    """Show the service's state (`systemctl --user status` / `launchctl print`)."""
+    from breakingwind.service import show_status
+
+    try:
+        sys.exit(show_status(_platform()))
+    except BreakingWindError as exc:
+        _fail(exc)
+
+
+@service.command("logs")
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.pass_context
+def service_logs(ctx: click.Context, lines: int, follow: bool) -> None:
+    """Print the daemon's recent log lines (journalctl on Linux, the log files on macOS)."""
+    from breakingwind.service import service_spec, show_logs
+
+    try:
+        sys.exit(show_logs(_platform(), service_spec(_settings(ctx)), lines, follow))
+    except BreakingWindError as exc:
+        _fail(exc)

@@ -84,6 +84,12 @@ class ServerSettings(_Section):
     keepalive_s: float = Field(
         10.0, gt=0, description="Send an SSE comment after this many seconds of silence."
     )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut.",
+    )
 
 
 class StorageSettings(_Section):
@@ -121,6 +127,15 @@ class EngineSettings(_Section):
     )
 
 
+class DownloadSettings(_Section):
+    retries: int = Field(
+        5, ge=0, le=100, description="Retries of a failed transfer (each resumes where it stopped)."
+    )
+    backoff_s: float = Field(
+        2.0, gt=0, le=600, description="Wait before the first retry; it doubles on each retry."
+    )
+
+
 class AgentSettings(_Section):
     model: str = Field(
         min_length=1, description="GGUF file; relative names are looked up in models_dir."
@@ -143,6 +158,7 @@ class Settings(_Section):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    downloads: DownloadSettings = Field(default_factory=DownloadSettings)
     preprocessor: AgentSettings = Field(
         default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["preprocessor"])
     )

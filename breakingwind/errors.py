@@ -14,14 +14,19 @@
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
-     └── EngineError               a generation request could not be served
-          ├── ModelUnavailable     the agent's model is loading or failed to load
-          ├── QueueFull            the model's request queue is at its bound (retry later)
-          ├── ContextOverflow      the prompt does not fit the model's context window
-          ├── TemplateError        the chat template could not render the messages
-          ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
-          ├── GenerationFailed     llama.cpp reported an error mid-generation
-          └── StructuredOutputError  output did not validate against its schema, even after a retry
+     ├── EngineError               a generation request could not be served
+     │    ├── ModelUnavailable     the agent's model is loading or failed to load
+     │    ├── QueueFull            the model's request queue is at its bound (retry later)
+     │    ├── ContextOverflow      the prompt does not fit the model's context window
+     │    ├── TemplateError        the chat template could not render the messages
+     │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
+     │    ├── GenerationFailed     llama.cpp reported an error mid-generation
+     │    └── StructuredOutputError  output did not validate against its schema, even after a retry
+     ├── DownloadError             a model download failed or was refused (`models pull`)
+     │    ├── HubUnreachable       offline, connection refused, timed out, or HF_HUB_OFFLINE is set
+     │    ├── NotEnoughDisk        the files would not fit the free disk space (with the numbers)
+     │    └── ChecksumMismatch     the downloaded bytes do not match the Hub's LFS sha256
+     └── ServiceError              the background service could not be installed or controlled
 
 Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
 these to status codes by class (see `breakingwind.api`), never by message text.
@@ -155,3 +160,28 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class DownloadError(BreakingWindError):
+    """A model download failed or was refused; the message is one line, fit for a terminal."""
+
+
+class HubUnreachable(DownloadError):
+    """The Hub cannot be reached: offline, connection refused, timed out, or HF_HUB_OFFLINE."""
+
+
+class NotEnoughDisk(DownloadError):
+    """The download would not fit; `needed_bytes` and `free_bytes` are the numbers."""
+
+    def __init__(self, message: str, needed_bytes: int, free_bytes: int) -> None:
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+        super().__init__(message)
+
+
+class ChecksumMismatch(DownloadError):
+    """The bytes received do not hash to the sha256 the Hub's LFS metadata promised."""
+
+
+class ServiceError(BreakingWindError):
+    """Installing, removing or querying the background service (launchd / systemd) failed."""

@@ -35,6 +35,7 @@ class _Entry(BaseModel):
 
 class ManifestModel(_Entry):
     repo: str = Field(description="Hugging Face repository id.")
+    revision: str = Field("main", min_length=1, description="Branch, tag or commit to download.")
 
 
 class EmbeddedModel(_Entry):

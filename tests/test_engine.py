@@ -82,7 +82,9 @@ def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
     before = engine.worker("coder").tokens_generated
 
     async def run() -> tuple[float, object]:
-        stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
+        stream = await engine.stream(
+            "coder", chat("Write a long story.", max_tokens=1500, ignore_eos=True)
+        )
         async for _ in stream:
             break  # the client goes away after the first delta
         await stream.aclose()
@@ -99,7 +101,9 @@ def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
 
 def test_task_cancellation_stops_generation(engine: Engine) -> None:
     async def consume() -> None:
-        stream = await engine.stream("coder", chat("Write a long story.", max_tokens=1500))
+        stream = await engine.stream(
+            "coder", chat("Write a long story.", max_tokens=1500, ignore_eos=True)
+        )
         async for _ in stream:
             pass
 
@@ -125,7 +129,9 @@ def test_timeout_cancels_generation(engine: Engine) -> None:
     async def run() -> float:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
-                await engine.complete("coder", chat("Write a long story.", max_tokens=1500))
+                await engine.complete(
+                    "coder", chat("Write a long story.", max_tokens=1500, ignore_eos=True)
+                )
         started = time.monotonic()
         await engine.complete("coder", chat("Hi", max_tokens=2))
         return time.monotonic() - started
@@ -188,7 +194,9 @@ def test_two_models_decode_at_the_same_time(tmp_path: Path, model_copy: Path) ->
 
         async def run() -> list[object]:
             await engine.wait_ready()
-            request = chat("Write a long story about a dragon.", max_tokens=200, temperature=0)
+            request = chat(
+                "Write a long story about a dragon.", max_tokens=200, temperature=0, ignore_eos=True
+            )
             return list(
                 await asyncio.gather(
                     engine.complete("coder", request), engine.complete("planner", request)
@@ -271,7 +279,9 @@ def test_full_queue_refuses_new_requests(tmp_path: Path) -> None:
 
     async def run() -> None:
         await engine.wait_ready()
-        busy = await engine.stream("coder", chat("Write a long story.", max_tokens=500))
+        busy = await engine.stream(
+            "coder", chat("Write a long story.", max_tokens=500, ignore_eos=True)
+        )
         await busy.__anext__()  # the worker is now generating
         waiting = await engine.stream("coder", chat("hi", max_tokens=2))
         with pytest.raises(QueueFull):

@@ -36,8 +36,11 @@ def _weather_call(n: int, city: str) -> dict:
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": f"c{n}", "type": "function",
-             "function": {"name": "get_weather", "arguments": arguments}}
+            {
+                "id": f"c{n}",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": arguments},
+            }
         ],
     }
 
@@ -85,8 +88,13 @@ def error_of(response: httpx.Response) -> dict:
 
 def test_models_list_has_the_pipeline_and_every_agent(client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {"breakingwind", "breakingwind-preprocessor", "breakingwind-planner",
-                           "breakingwind-coder", "breakingwind-reviewer"}
+    assert set(models) == {
+        "breakingwind",
+        "breakingwind-preprocessor",
+        "breakingwind-planner",
+        "breakingwind-coder",
+        "breakingwind-reviewer",
+    }
     assert models["breakingwind-coder"].model_extra["context_length"] == 8192 or (
         models["breakingwind-coder"].model_extra["context_length"] >= TEST_N_CTX
     )
@@ -103,8 +111,9 @@ def test_model_retrieve_and_unknown_model(client: openai.OpenAI) -> None:
 
 
 def test_chat_non_stream(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="breakingwind-coder", messages=HELLO,
-                                           max_tokens=16)
+    reply = client.chat.completions.create(
+        model="breakingwind-coder", messages=HELLO, max_tokens=16
+    )
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content
@@ -114,10 +123,15 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
 
 
 def test_chat_stream_with_include_usage(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="breakingwind-coder", messages=HELLO, max_tokens=16, stream=True,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="breakingwind-coder",
+            messages=HELLO,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -128,8 +142,9 @@ def test_chat_stream_with_include_usage(client: openai.OpenAI) -> None:
 
 def test_stream_is_plain_data_lines_ending_with_done(server: LiveServer) -> None:
     body = {"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 8, "stream": True}
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body,
-                      timeout=60) as response:
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=60
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = response.read().decode()
     assert "event:" not in raw
@@ -145,12 +160,21 @@ def test_silence_is_kept_alive_with_comment_lines(engine: Engine) -> None:
     settings = engine.settings.model_copy(deep=True)
     settings.server.keepalive_s = 0.05
     with LiveServer(create_app(settings, engine)) as live:
-        busy = {"model": "breakingwind-coder", "max_tokens": 200, "stream": True,
-                "messages": [{"role": "user", "content": "Write a long story."}]}
-        waiting = {"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 4,
-                   "stream": True}
-        with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=busy,
-                          timeout=60) as first:
+        busy = {
+            "model": "breakingwind-coder",
+            "max_tokens": 200,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Write a long story."}],
+        }
+        waiting = {
+            "model": "breakingwind-coder",
+            "messages": HELLO,
+            "max_tokens": 4,
+            "stream": True,
+        }
+        with httpx.stream(
+            "POST", f"{live.url}/v1/chat/completions", json=busy, timeout=60
+        ) as first:
             lines = first.iter_lines()
             next(lines)  # the first request is now generating
             second = httpx.post(f"{live.url}/v1/chat/completions", json=waiting, timeout=60)
@@ -160,10 +184,17 @@ def test_silence_is_kept_alive_with_comment_lines(engine: Engine) -> None:
 
 
 def test_streaming_tool_call_with_tool_choice_auto(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="breakingwind-coder", messages=WEATHER_HISTORY, tools=[WEATHER_TOOL],
-        tool_choice="auto", stream=True, temperature=0, max_tokens=64,
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="breakingwind-coder",
+            messages=WEATHER_HISTORY,
+            tools=[WEATHER_TOOL],
+            tool_choice="auto",
+            stream=True,
+            temperature=0,
+            max_tokens=64,
+        )
+    )
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
     assert deltas, "the model called no tool"
     first = deltas[0]
@@ -176,8 +207,12 @@ def test_streaming_tool_call_with_tool_choice_auto(client: openai.OpenAI) -> Non
 
 def test_tool_choice_required_forces_a_call(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="breakingwind-coder", messages=[{"role": "user", "content": "Hi there!"}],
-        tools=[WEATHER_TOOL], tool_choice="required", max_tokens=64, temperature=0,
+        model="breakingwind-coder",
+        messages=[{"role": "user", "content": "Hi there!"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        max_tokens=64,
+        temperature=0,
     )
     call = reply.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather"
@@ -186,12 +221,25 @@ def test_tool_choice_required_forces_a_call(client: openai.OpenAI) -> None:
 
 
 def test_named_tool_choice_calls_that_function(client: openai.OpenAI) -> None:
-    other = {"type": "function", "function": {"name": "get_time", "parameters": {
-        "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}
+    other = {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {
+                "type": "object",
+                "properties": {"zone": {"type": "string"}},
+                "required": ["zone"],
+            },
+        },
+    }
     reply = client.chat.completions.create(
-        model="breakingwind-coder", messages=HELLO, tools=[WEATHER_TOOL, other],
+        model="breakingwind-coder",
+        messages=HELLO,
+        tools=[WEATHER_TOOL, other],
         tool_choice={"type": "function", "function": {"name": "get_time"}},
-        parallel_tool_calls=False, max_tokens=64, temperature=0,
+        parallel_tool_calls=False,
+        max_tokens=64,
+        temperature=0,
     )
     calls = reply.choices[0].message.tool_calls
     assert [c.function.name for c in calls] == ["get_time"]
@@ -200,29 +248,44 @@ def test_named_tool_choice_calls_that_function(client: openai.OpenAI) -> None:
 
 def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="breakingwind-coder", messages=WEATHER_HISTORY, tools=[WEATHER_TOOL],
-        tool_choice="none", max_tokens=24,
+        model="breakingwind-coder",
+        messages=WEATHER_HISTORY,
+        tools=[WEATHER_TOOL],
+        tool_choice="none",
+        max_tokens=24,
     )
     assert reply.choices[0].message.tool_calls is None
     assert reply.choices[0].finish_reason in ("stop", "length")
 
 
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"},
-              "tags": {"type": "array", "items": {"type": "string"}}},
-              "required": ["name", "tags"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name", "tags"],
+        "additionalProperties": False,
+    }
     reply = client.chat.completions.create(
-        model="breakingwind-coder", max_tokens=200, temperature=0,
+        model="breakingwind-coder",
+        max_tokens=200,
+        temperature=0,
         messages=[{"role": "user", "content": "Describe a project as JSON."}],
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "project", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "project", "schema": schema, "strict": True},
+        },
     )
     jsonschema.validate(json.loads(reply.choices[0].message.content), schema)
 
 
 def test_json_object_response_format(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="breakingwind-coder", max_tokens=200, temperature=0,
+        model="breakingwind-coder",
+        max_tokens=200,
+        temperature=0,
         messages=[{"role": "user", "content": "Reply with a JSON object with the key animal."}],
         response_format={"type": "json_object"},
     )
@@ -232,19 +295,36 @@ def test_json_object_response_format(client: openai.OpenAI) -> None:
 
 def test_content_parts_are_accepted(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="breakingwind-coder", max_tokens=8,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "Say "},
-                                               {"type": "text", "text": "hello."}]}],
+        model="breakingwind-coder",
+        max_tokens=8,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hello."}],
+            }
+        ],
     )
     assert reply.choices[0].message.content
 
 
 def test_unknown_fields_are_accepted_and_limits_honoured(server: LiveServer) -> None:
-    response = post(server, "/v1/chat/completions", {
-        "model": "breakingwind-coder", "messages": HELLO, "max_completion_tokens": 3,
-        "reasoning_effort": "low", "user": "me", "seed": 7, "logprobs": False,
-        "metadata": {"a": "b"}, "frequency_penalty": 0, "store": False, "n": 1,
-    })
+    response = post(
+        server,
+        "/v1/chat/completions",
+        {
+            "model": "breakingwind-coder",
+            "messages": HELLO,
+            "max_completion_tokens": 3,
+            "reasoning_effort": "low",
+            "user": "me",
+            "seed": 7,
+            "logprobs": False,
+            "metadata": {"a": "b"},
+            "frequency_penalty": 0,
+            "store": False,
+            "n": 1,
+        },
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["usage"]["completion_tokens"] <= 3
@@ -253,13 +333,15 @@ def test_unknown_fields_are_accepted_and_limits_honoured(server: LiveServer) -> 
 
 def test_stop_sequence_is_honoured(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]
-    full = client.chat.completions.create(model="breakingwind-coder", messages=messages,
-                                          max_tokens=40, temperature=0)
+    full = client.chat.completions.create(
+        model="breakingwind-coder", messages=messages, max_tokens=40, temperature=0
+    )
     text = full.choices[0].message.content
     assert len(text) > 6
     stop = text[3:6]
-    cut = client.chat.completions.create(model="breakingwind-coder", messages=messages,
-                                         max_tokens=40, temperature=0, stop=[stop])
+    cut = client.chat.completions.create(
+        model="breakingwind-coder", messages=messages, max_tokens=40, temperature=0, stop=[stop]
+    )
     assert cut.choices[0].message.content == text[: text.index(stop)]
     assert cut.choices[0].finish_reason == "stop"
 
@@ -274,16 +356,23 @@ def test_pipeline_model_answers_not_implemented(server: LiveServer) -> None:
 
 
 def test_completions_non_stream_and_echo(client: openai.OpenAI) -> None:
-    reply = client.completions.create(model="breakingwind-coder", prompt="def add(a, b):",
-                                      max_tokens=8, echo=True)
+    reply = client.completions.create(
+        model="breakingwind-coder", prompt="def add(a, b):", max_tokens=8, echo=True
+    )
     assert reply.choices[0].text.startswith("def add(a, b):")
     assert reply.usage.completion_tokens > 0
 
 
 def test_completions_stream(client: openai.OpenAI) -> None:
-    chunks = list(client.completions.create(model="breakingwind-coder", prompt="import os\n",
-                                            max_tokens=8, stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="breakingwind-coder",
+            prompt="import os\n",
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices)
     assert chunks[-1].usage.completion_tokens > 0
 
@@ -292,8 +381,11 @@ def test_completions_stream(client: openai.OpenAI) -> None:
 
 
 def test_malformed_json_is_a_400(server: LiveServer) -> None:
-    response = httpx.post(f"{server.url}/v1/chat/completions", content=b"{not json",
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert error_of(response)["type"] == "invalid_request_error"
 
@@ -304,11 +396,20 @@ def test_malformed_json_is_a_400(server: LiveServer) -> None:
         ({"model": "breakingwind-coder"}, "messages"),
         ({"model": "breakingwind-coder", "messages": HELLO, "temperature": "hot"}, "temperature"),
         ({"model": "breakingwind-coder", "messages": HELLO, "n": 2}, "n"),
-        ({"model": "breakingwind-coder", "messages": [{"role": "wizard", "content": "x"}]},
-         "messages[0].role"),
+        (
+            {"model": "breakingwind-coder", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+        ),
         ({"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
-        ({"model": "breakingwind-coder", "messages": HELLO, "tools": [WEATHER_TOOL],
-          "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+        (
+            {
+                "model": "breakingwind-coder",
+                "messages": HELLO,
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "nope"}},
+            },
+            "tool_choice",
+        ),
     ],
 )
 def test_invalid_fields_are_named(server: LiveServer, body: dict, param: str) -> None:
@@ -318,10 +419,15 @@ def test_invalid_fields_are_named(server: LiveServer, body: dict, param: str) ->
 
 
 def test_image_part_is_refused_until_media_support(server: LiveServer) -> None:
-    messages = [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
-    response = post(server, "/v1/chat/completions",
-                    {"model": "breakingwind-coder", "messages": messages})
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+        }
+    ]
+    response = post(
+        server, "/v1/chat/completions", {"model": "breakingwind-coder", "messages": messages}
+    )
     assert response.status_code == 400
     assert error_of(response)["param"] == "messages[0].content[0]"
 
@@ -334,8 +440,11 @@ def test_unknown_model_is_a_404(server: LiveServer) -> None:
 
 def test_body_too_large_is_a_413(server: LiveServer) -> None:
     huge = "x" * (9 * 1024 * 1024)
-    response = post(server, "/v1/chat/completions",
-                    {"model": "breakingwind-coder", "messages": [{"role": "user", "content": huge}]})
+    response = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "breakingwind-coder", "messages": [{"role": "user", "content": huge}]},
+    )
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
 
@@ -343,9 +452,11 @@ def test_body_too_large_is_a_413(server: LiveServer) -> None:
 def test_context_overflow_names_both_counts(server: LiveServer, engine: Engine) -> None:
     n_ctx = engine.worker("coder").n_ctx
     long_text = "word " * (n_ctx + 100)
-    response = post(server, "/v1/chat/completions",
-                    {"model": "breakingwind-coder",
-                     "messages": [{"role": "user", "content": long_text}]})
+    response = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "breakingwind-coder", "messages": [{"role": "user", "content": long_text}]},
+    )
     assert response.status_code == 400
     error = error_of(response)
     assert error["code"] == "context_length_exceeded"
@@ -355,22 +466,30 @@ def test_context_overflow_names_both_counts(server: LiveServer, engine: Engine) 
 
 def test_wrong_content_type_is_refused(server: LiveServer) -> None:
     body = json.dumps({"model": "breakingwind-coder", "messages": HELLO})
-    response = httpx.post(f"{server.url}/v1/chat/completions", content=body,
-                          headers={"content-type": "text/plain"})
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions", content=body, headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 415
 
 
 def test_mid_stream_failure_sends_an_error_chunk(server: LiveServer) -> None:
     # The grammar cannot express `minimum`, so the model writes a small number; the output check
     # at the end of the stream fails and the client gets an error chunk instead of [DONE].
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 10**15}},
-              "required": ["n"]}
-    body = {"model": "breakingwind-coder", "stream": True, "max_tokens": 40,
-            "messages": [{"role": "user", "content": "Give a small number as JSON."}],
-            "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "n", "schema": schema}}}
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body,
-                      timeout=60) as response:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 10**15}},
+        "required": ["n"],
+    }
+    body = {
+        "model": "breakingwind-coder",
+        "stream": True,
+        "max_tokens": 40,
+        "messages": [{"role": "user", "content": "Give a small number as JSON."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+    }
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=60
+    ) as response:
         assert response.status_code == 200
         events = [line for line in response.iter_lines() if line.startswith("data: ")]
     last = json.loads(events[-1][6:])
@@ -379,17 +498,25 @@ def test_mid_stream_failure_sends_an_error_chunk(server: LiveServer) -> None:
 
 
 def test_client_disconnect_stops_generation(server: LiveServer, engine: Engine) -> None:
-    body = {"model": "breakingwind-coder", "stream": True, "max_tokens": 1500,
-            "messages": [{"role": "user", "content": "Write a very long story."}]}
+    body = {
+        "model": "breakingwind-coder",
+        "stream": True,
+        "max_tokens": 1500,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+    }
     before = engine.worker("coder").tokens_generated
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body,
-                      timeout=60) as response:
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=60
+    ) as response:
         lines = response.iter_lines()
         for _ in range(4):
             next(lines)
     started = time.monotonic()
-    reply = post(server, "/v1/chat/completions",
-                 {"model": "breakingwind-planner", "messages": HELLO, "max_tokens": 4})
+    reply = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "breakingwind-planner", "messages": HELLO, "max_tokens": 4},
+    )
     assert reply.status_code == 200
     assert time.monotonic() - started < 5.0
     # The abandoned request stopped long before its 1500 tokens.
@@ -420,9 +547,14 @@ def test_configured_cors_origin_gets_cors_headers(engine: Engine) -> None:
     settings = engine.settings.model_copy(deep=True)
     settings.server.cors_origins = ["https://app.example"]
     with LiveServer(create_app(settings, engine)) as live:
-        preflight = httpx.options(f"{live.url}/v1/chat/completions", headers={
-            "origin": "https://app.example", "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type"})
+        preflight = httpx.options(
+            f"{live.url}/v1/chat/completions",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
         other = httpx.get(f"{live.url}/v1/models", headers={"origin": "https://other.example"})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://app.example"
@@ -446,24 +578,36 @@ def test_api_key_is_required_when_configured(engine: Engine) -> None:
 def test_full_queue_is_a_503_with_retry_after(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, environ={"BREAKINGWIND_ENGINE__MAX_QUEUE": "1"})
     with LiveServer(create_app(settings)) as live:
-        busy = {"model": "breakingwind-coder", "max_tokens": 400, "stream": True,
-                "messages": [{"role": "user", "content": "Write a long story."}]}
-        with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=busy,
-                          timeout=60) as first:
+        busy = {
+            "model": "breakingwind-coder",
+            "max_tokens": 400,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Write a long story."}],
+        }
+        with httpx.stream(
+            "POST", f"{live.url}/v1/chat/completions", json=busy, timeout=60
+        ) as first:
             next(first.iter_lines())
-            with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=busy,
-                              timeout=60) as second:
+            with httpx.stream(
+                "POST", f"{live.url}/v1/chat/completions", json=busy, timeout=60
+            ) as second:
                 next(second.iter_lines())  # queued behind the first
-                third = httpx.post(f"{live.url}/v1/chat/completions", timeout=60, json={
-                    "model": "breakingwind-coder", "messages": HELLO})
+                third = httpx.post(
+                    f"{live.url}/v1/chat/completions",
+                    timeout=60,
+                    json={"model": "breakingwind-coder", "messages": HELLO},
+                )
     assert third.status_code == 503
     assert third.headers["retry-after"] == "1"
     assert error_of(third)["code"] == "queue_full"
 
 
 def test_metrics_expose_requests_and_model_state(server: LiveServer) -> None:
-    post(server, "/v1/chat/completions",
-         {"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 2})
+    post(
+        server,
+        "/v1/chat/completions",
+        {"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 2},
+    )
     text = httpx.get(f"{server.url}/metrics").text
     assert 'breakingwind_http_requests_total{path="/v1/chat/completions",status="200"}' in text
     assert 'breakingwind_model_state{agent="coder",state="ready"} 1.0' in text

@@ -5,12 +5,17 @@
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
-     └── EngineError               a generation request could not be served
-          ├── ModelUnavailable     the agent's model is loading or failed to load
-          ├── QueueFull            the model's request queue is at its bound (retry later)
-          ├── ContextOverflow      the prompt does not fit the model's context window
-          ├── GenerationFailed     llama.cpp reported an error mid-generation
-          └── StructuredOutputError  output did not validate against its schema, even after a retry
+     ├── EngineError               a generation request could not be served
+     │    ├── ModelUnavailable     the agent's model is loading or failed to load
+     │    ├── QueueFull            the model's request queue is at its bound (retry later)
+     │    ├── ContextOverflow      the prompt does not fit the model's context window
+     │    ├── GenerationFailed     llama.cpp reported an error mid-generation
+     │    └── StructuredOutputError  output did not validate against its schema, even after a retry
+     └── MediaError                audio or an image from a client cannot be used (HTTP 400)
+          ├── UnsupportedMedia     not a format BreakingWind reads, or a source it will not open
+          ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
+          ├── CorruptMedia         a known format that is empty, truncated or does not decode
+          └── MediaPathRefused     a local path outside the project root, or no such file
 
 Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
 these to status codes by class (see `breakingwind.api`), never by message text.
@@ -84,3 +89,27 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class MediaError(BreakingWindError):
+    """Client media that cannot be used; `param` names the request field when known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnsupportedMedia(MediaError):
+    """Not a format BreakingWind reads (or a remote URL, which is never fetched)."""
+
+
+class MediaTooLarge(MediaError):
+    """Over a configured limit; found from the size or the header, before decoding."""
+
+
+class CorruptMedia(MediaError):
+    """A recognised format that is empty, truncated or fails to decode."""
+
+
+class MediaPathRefused(MediaError):
+    """A local file path that is outside the project root or does not exist."""

@@ -9,14 +9,19 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from breakingwind.api.audio import create_transcription, media_error
 from breakingwind.api.health import health
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
+from breakingwind.errors import MediaError
+from breakingwind.media import MediaService
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+def create_app(
+    settings: Settings, engine: Engine | None = None, media: MediaService | None = None
+) -> Starlette:
     """Build the app. The engine starts loading models in the lifespan (unless one is passed in,
-    in which case its owner starts and closes it)."""
+    in which case its owner starts and closes it). Likewise a passed-in media service."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -26,10 +31,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         if owned:
             settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
             app.state.engine.start()
+        app.state.media = media or MediaService(settings)
         try:
             yield
         finally:
+            if media is None:
+                await app.state.media.close()
             if owned:
                 await asyncio.to_thread(app.state.engine.close)
 
-    return Starlette(routes=[Route("/health", health, methods=["GET"])], lifespan=lifespan)
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={MediaError: media_error})

@@ -51,10 +51,13 @@ def normalise_image(source: MediaSource, settings: MediaSettings) -> NormalisedI
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(handle, formats=IMAGE_FORMATS)
-        except UnidentifiedImageError:
+        except (UnidentifiedImageError, OSError, SyntaxError):
             raise _unreadable(read_head(source)) from None
         except Image.DecompressionBombError as exc:
-            raise MediaTooLarge(str(exc)) from None
+            raise MediaTooLarge(
+                f"the image declares far too many pixels ({exc}); the limit is"
+                f" {settings.max_image_pixels:,} (media.max_image_pixels)"
+            ) from None
         width, height = image.size
         if width * height > settings.max_image_pixels:
             raise MediaTooLarge(

@@ -132,8 +132,15 @@ class AgentSettings(_Section):
 
 
 VisionHandler = Literal[
-    "mtmd", "llava-1-5", "llava-1-6", "moondream", "nanollava", "llama-3-vision-alpha",
-    "minicpm-v-2.6", "qwen2.5-vl", "gemma4",
+    "mtmd",
+    "llava-1-5",
+    "llava-1-6",
+    "moondream",
+    "nanollava",
+    "llama-3-vision-alpha",
+    "minicpm-v-2.6",
+    "qwen2.5-vl",
+    "gemma4",
 ]
 
 
@@ -156,7 +163,7 @@ class MediaSettings(_Section):
     )
     whisper_threads: int = Field(0, ge=0, description="CPU threads for Whisper (0: its default).")
     beam_size: int = Field(5, ge=1, le=16, description="Whisper beam width.")
-    vad: bool = Field(True, description="Skip silence with the Silero VAD bundled in faster-whisper.")
+    vad: bool = Field(True, description="Skip silence with faster-whisper's bundled Silero VAD.")
     max_audio_seconds: float = Field(
         1800.0, gt=0, description="Longest audio accepted, checked from the file header first."
     )
@@ -187,7 +194,7 @@ class MediaSettings(_Section):
     )
     vision_chat_handler: VisionHandler = Field(
         "mtmd",
-        description="llama-cpp-python multimodal chat handler; 'mtmd' uses the GGUF's own template.",
+        description="llama-cpp-python multimodal handler; 'mtmd' uses the GGUF's own template.",
     )
     vision_n_ctx: int = Field(4096, ge=512, description="Context window of the vision model.")
     vision_max_tokens: int = Field(512, ge=1, description="Cap on a description's tokens.")

@@ -79,8 +79,6 @@ def test_audio_over_the_byte_limit_is_refused_by_size(tmp_path: Path, speech_wav
         asyncio.run(small.transcribe(speech_wav))
 
 
-def test_english_only_model_refuses_another_language(
-    media: MediaService, speech_wav: Path
-) -> None:
+def test_english_only_model_refuses_another_language(media: MediaService, speech_wav: Path) -> None:
     with pytest.raises(UnsupportedMedia, match="English-only"):
         asyncio.run(media.transcribe(speech_wav, language="de"))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -59,32 +59,35 @@ async def create_transcription(request: Request) -> Response:
         raise _upload_too_large(media)
     bounded = Request(request.scope, _bounded_receive(request.receive, limit, media))
     try:
-        form = await bounded.form(max_files=1, max_fields=16, max_part_size=64 * 1024)
+        async with bounded.form(max_files=1, max_fields=16, max_part_size=64 * 1024) as form:
+            return await _transcribe_form(media, form)
     except HTTPException as exc:  # python-multipart rejected the body
         return openai_error(400, f"invalid multipart body: {exc.detail}", None, "invalid_form")
-    async with form:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            return openai_error(400, "an audio file is required", "file", "missing_file")
-        fields = {key: value for key, value in form.items() if isinstance(value, str)}
-        try:
-            params = TranscriptionForm.model_validate(fields)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            param = str(first["loc"][0])
-            return openai_error(400, f"{param}: {first['msg']}", param, "invalid_value")
-        if params.stream:
-            return openai_error(400, "streaming transcription is not supported", "stream", None)
-        try:
-            transcript = await media.transcribe(
-                upload.file,
-                language=params.language,
-                prompt=params.prompt,
-                temperature=params.temperature,
-            )
-        except MediaError as exc:
-            exc.param = exc.param or "file"
-            raise
+
+
+async def _transcribe_form(media: MediaService, form: FormData) -> Response:
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        return openai_error(400, "an audio file is required", "file", "missing_file")
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    try:
+        params = TranscriptionForm.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = str(first["loc"][0])
+        return openai_error(400, f"{param}: {first['msg']}", param, "invalid_value")
+    if params.stream:
+        return openai_error(400, "streaming transcription is not supported", "stream", None)
+    try:
+        transcript = await media.transcribe(
+            upload.file,
+            language=params.language,
+            prompt=params.prompt,
+            temperature=params.temperature,
+        )
+    except MediaError as exc:
+        exc.param = exc.param or "file"
+        raise
     return FORMATS[params.response_format](transcript)
 
 

@@ -114,7 +114,10 @@ def decode_audio(source: MediaSource, max_seconds: float) -> np.ndarray:
     chunks: list[np.ndarray] = []
     total = 0
     try:
-        with opened(source) as handle, av.open(handle, metadata_errors="ignore") as container:
+        with (
+            opened(source) as handle,
+            av.open(handle, mode="r", metadata_errors="ignore") as container,
+        ):
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
@@ -246,7 +249,10 @@ def _wav_declared_seconds(head: bytes) -> float | None:
 def _container_seconds(source: MediaSource, sniffed: str | None) -> float | None:
     """Open the container (headers only) and return its declared duration."""
     try:
-        with opened(source) as handle, av.open(handle, metadata_errors="ignore") as container:
+        with (
+            opened(source) as handle,
+            av.open(handle, mode="r", metadata_errors="ignore") as container,
+        ):
             if not container.streams.audio:
                 raise UnsupportedMedia(_not_audio(container.format.name))
             if container.duration is not None:

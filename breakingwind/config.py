@@ -181,8 +181,8 @@ class MediaSettings(_Section):
     ocr_threads: int | None = Field(
         None, ge=1, description="CPU threads for OCR (unset: onnxruntime's default)."
     )
-    idle_unload_s: float | None = Field(
-        600.0, gt=0, description="Unload a media model after this many idle seconds (unset: never)."
+    idle_unload_s: float = Field(
+        600.0, ge=0, description="Unload a media model after this many idle seconds (0: never)."
     )
     vision_model: str | None = Field(
         None,

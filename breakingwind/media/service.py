@@ -36,7 +36,7 @@ from breakingwind.media.vision import describe, load_vision
 class MediaService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.media
-        idle = self.settings.idle_unload_s
+        idle = self.settings.idle_unload_s or None  # 0 means never
         whisper = partial(load_whisper, resolve_whisper_model(settings), self.settings)
         self.whisper = LazyModel("whisper", whisper, idle)
         self.ocr = LazyModel("ocr", partial(load_ocr, self.settings), idle)

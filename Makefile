@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean-venv
+.PHONY: install test-tools run test lint bench clean-venv
 
 install: $(STAMP)
 
@@ -14,7 +14,14 @@ $(STAMP): pyproject.toml scripts/install.sh
 run: install
 	$(PY) -m breakingwind serve
 
-test: install
+# The speech tests synthesise audio with espeak-ng; install it when we can (root + apt), else
+# those tests skip with the reason.
+test-tools:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+		|| echo "espeak-ng not installed: speech tests will be skipped"; }
+
+test: install test-tools
 	$(PY) -m ruff check breakingwind tests
 	$(PY) -m pytest
 

@@ -22,7 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from breakingwind.errors import ConfigError
 
@@ -79,7 +87,9 @@ class ServerSettings(_Section):
         description="Browser origins allowed to call the API (CORS); none by default.",
     )
     max_body_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond); images travel base64 in JSON.",
     )
     keepalive_s: float = Field(
         10.0, gt=0, description="Send an SSE comment after this many seconds of silence."
@@ -152,6 +162,81 @@ class AgentSettings(_Section):
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
 
 
+VisionHandler = Literal[
+    "mtmd",
+    "llava-1-5",
+    "llava-1-6",
+    "moondream",
+    "nanollava",
+    "llama-3-vision-alpha",
+    "minicpm-v-2.6",
+    "qwen2.5-vl",
+    "gemma4",
+]
+
+
+class MediaSettings(_Section):
+    whisper_model: str = Field(
+        "tiny.en",
+        min_length=1,
+        description="Whisper model: a CTranslate2 model folder (relative names are looked up in"
+        " models_dir) or a faster-whisper size name (base.en, small, large-v3, ...) already in the"
+        " local Hugging Face cache. Nothing is downloaded: a name that is not found falls back to"
+        " the embedded tiny.en with one log line.",
+    )
+    whisper_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where Whisper runs (CTranslate2 device)."
+    )
+    whisper_compute_type: str = Field(
+        "int8",
+        min_length=1,
+        description="CTranslate2 compute type: int8, int8_float16, float16, float32 or auto.",
+    )
+    whisper_threads: int = Field(0, ge=0, description="CPU threads for Whisper (0: its default).")
+    beam_size: int = Field(5, ge=1, le=16, description="Whisper beam width.")
+    vad: bool = Field(True, description="Skip silence with faster-whisper's bundled Silero VAD.")
+    max_audio_seconds: float = Field(
+        1800.0, gt=0, description="Longest audio accepted, checked from the file header first."
+    )
+    max_audio_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest audio file accepted, in bytes."
+    )
+    max_image_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest image file accepted, in bytes."
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=10_000,
+        description="Most pixels (width x height, read from the header) an image may declare.",
+    )
+    ocr_threads: int | None = Field(
+        None, ge=1, description="CPU threads for OCR (unset: onnxruntime's default)."
+    )
+    idle_unload_s: float = Field(
+        600.0, ge=0, description="Unload a media model after this many idle seconds (0: never)."
+    )
+    vision_model: str | None = Field(
+        None,
+        min_length=1,
+        description="GGUF of a vision language model used to describe images (with mmproj).",
+    )
+    mmproj: str | None = Field(
+        None, min_length=1, description="The vision model's multimodal projector GGUF."
+    )
+    vision_chat_handler: VisionHandler = Field(
+        "mtmd",
+        description="llama-cpp-python multimodal handler; 'mtmd' uses the GGUF's own template.",
+    )
+    vision_n_ctx: int = Field(4096, ge=512, description="Context window of the vision model.")
+    vision_max_tokens: int = Field(512, ge=1, description="Cap on a description's tokens.")
+
+    @model_validator(mode="after")
+    def _vision_needs_both_files(self) -> MediaSettings:
+        if (self.vision_model is None) != (self.mmproj is None):
+            raise ValueError("vision_model and mmproj must be set together")
+        return self
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -169,6 +254,7 @@ class Settings(_Section):
     reviewer: AgentSettings = Field(
         default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["reviewer"])
     )
+    media: MediaSettings = Field(default_factory=MediaSettings)
     config_file: Annotated[Path | None, Field(exclude=True)] = None
 
     def agents(self) -> dict[str, AgentSettings]:
@@ -177,8 +263,12 @@ class Settings(_Section):
 
     def model_path(self, agent: str) -> Path:
         """The configured model file of `agent` (it may not exist)."""
-        model = Path(self.agents()[agent].model).expanduser()
-        return model if model.is_absolute() else self.engine.models_dir / model
+        return self.models_dir_path(self.agents()[agent].model)
+
+    def models_dir_path(self, name: str) -> Path:
+        """`name` as a path: absolute as given, relative ones inside models_dir."""
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.engine.models_dir / path
 
 
 def load_settings(

@@ -26,7 +26,12 @@
      │    ├── HubUnreachable       offline, connection refused, timed out, or HF_HUB_OFFLINE is set
      │    ├── NotEnoughDisk        the files would not fit the free disk space (with the numbers)
      │    └── ChecksumMismatch     the downloaded bytes do not match the Hub's LFS sha256
-     └── ServiceError              the background service could not be installed or controlled
+     ├── ServiceError              the background service could not be installed or controlled
+     └── MediaError                audio or an image from a client cannot be used (HTTP 400)
+          ├── UnsupportedMedia     not a format BreakingWind reads, or a source it will not open
+          ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
+          ├── CorruptMedia         a known format that is empty, truncated or does not decode
+          └── MediaPathRefused     a local path outside the project root, or no such file
 
 Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
 these to status codes by class (see `breakingwind.api`), never by message text.
@@ -185,3 +190,27 @@ class ChecksumMismatch(DownloadError):
 
 class ServiceError(BreakingWindError):
     """Installing, removing or querying the background service (launchd / systemd) failed."""
+
+
+class MediaError(BreakingWindError):
+    """Client media that cannot be used; `param` names the request field when known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnsupportedMedia(MediaError):
+    """Not a format BreakingWind reads (or a remote URL, which is never fetched)."""
+
+
+class MediaTooLarge(MediaError):
+    """Over a configured limit; found from the size or the header, before decoding."""
+
+
+class CorruptMedia(MediaError):
+    """A recognised format that is empty, truncated or fails to decode."""
+
+
+class MediaPathRefused(MediaError):
+    """A local file path that is outside the project root or does not exist."""

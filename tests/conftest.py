@@ -17,7 +17,9 @@ import uvicorn
 
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
+from breakingwind.media import MediaService
 from breakingwind.models import embedded_model_path
+from tests.media_files import SPOKEN_TASK, speak
 
 TEST_N_CTX = 2048
 
@@ -62,6 +64,22 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     asyncio.run(engine.wait_ready())
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
+    """The media service with default limits; Whisper and OCR load once, on first use."""
+    service = MediaService(make_settings(tmp_path_factory.mktemp("media")))
+    yield service
+    asyncio.run(service.close())
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """espeak-ng saying the spoken task (`make test` installs espeak-ng when it can)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    return speak(SPOKEN_TASK, tmp_path_factory.mktemp("speech") / "task.wav")
 
 
 @pytest.fixture

@@ -439,7 +439,7 @@ def test_unknown_model_is_a_404(server: LiveServer) -> None:
 
 
 def test_body_too_large_is_a_413(server: LiveServer) -> None:
-    huge = "x" * (9 * 1024 * 1024)
+    huge = "x" * (33 * 1024 * 1024)
     response = post(
         server,
         "/v1/chat/completions",

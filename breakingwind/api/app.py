@@ -12,17 +12,21 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from breakingwind.api import openai_routes
+from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription, upload_limit
 from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
 from breakingwind.api.metrics import Metrics, metrics_endpoint
 from breakingwind.api.middleware import ApiKeyAuth, BodySizeLimit, LocalOnlyGuard, RequestMetrics
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
+from breakingwind.media import MediaService
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+def create_app(
+    settings: Settings, engine: Engine | None = None, media: MediaService | None = None
+) -> Starlette:
     """Build the app. The engine starts loading models in the lifespan (unless one is passed in,
-    in which case its owner starts and closes it)."""
+    in which case its owner starts and closes it). Likewise a passed-in media service."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -31,9 +35,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         if owned:
             settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
             app.state.engine.start()
+        app.state.media = media or MediaService(settings)
         try:
             yield
         finally:
+            if media is None:
+                await app.state.media.close()
             if owned:
                 await asyncio.to_thread(app.state.engine.close)
 
@@ -41,6 +48,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *openai_routes.ROUTES,
+        Route(TRANSCRIPTIONS_PATH, create_transcription, methods=["POST"]),
     ]
     server = settings.server
     metrics = Metrics(known_paths=frozenset(r.path for r in routes))
@@ -61,7 +69,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         )
     middleware += [
         Middleware(ApiKeyAuth, api_key=server.api_key),
-        Middleware(BodySizeLimit, max_bytes=server.max_body_bytes),
+        Middleware(
+            BodySizeLimit,
+            max_bytes=server.max_body_bytes,
+            # The upload route bounds its own body, by the media settings.
+            per_path={TRANSCRIPTIONS_PATH: upload_limit(settings.media)},
+        ),
     ]
     app = Starlette(
         routes=routes,

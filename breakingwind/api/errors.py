@@ -17,13 +17,18 @@ from starlette.responses import JSONResponse, Response
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
+    CorruptMedia,
     EngineError,
     GrammarError,
+    MediaError,
+    MediaPathRefused,
+    MediaTooLarge,
     ModelUnavailable,
     QueueFull,
     RequestError,
     StructuredOutputError,
     TemplateError,
+    UnsupportedMedia,
 )
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,11 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
+    MediaTooLarge: (413, "invalid_request_error", "media_too_large"),
+    UnsupportedMedia: (400, "invalid_request_error", "unsupported_media"),
+    CorruptMedia: (400, "invalid_request_error", "corrupt_media"),
+    MediaPathRefused: (400, "invalid_request_error", "media_path_refused"),
+    MediaError: (400, "invalid_request_error", "invalid_media"),
     QueueFull: (503, "server_error", "queue_full"),
     ModelUnavailable: (503, "server_error", "model_unavailable"),
     StructuredOutputError: (500, "server_error", "invalid_model_output"),
@@ -56,7 +66,7 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
             (500, "server_error", None),
         )
         message = str(exc) if isinstance(exc, BreakingWindError) else "internal server error"
-        body = _body(message, kind, None, code)
+        body = _body(message, kind, getattr(exc, "param", None), code)
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, ContextOverflow):
@@ -77,7 +87,7 @@ def sse_error(exc: BaseException) -> bytes:
 
 
 async def handle_breakingwind_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, RequestError):
+    if not isinstance(exc, RequestError | MediaError):
         log.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
         )

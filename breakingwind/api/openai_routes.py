@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from breakingwind.agents.preprocessor import render_material
 from breakingwind.api.errors import sse_error
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
@@ -35,10 +37,12 @@ from breakingwind.errors import (
     BreakingWindError,
     GrammarError,
     InvalidRequest,
+    MediaError,
     ModelNotFound,
     NotImplementedYet,
     StructuredOutputError,
 )
+from breakingwind.media import MediaService
 from breakingwind.prompts import render_prompt
 
 log = logging.getLogger(__name__)
@@ -113,26 +117,32 @@ class OutputCheck:
         )
 
 
-def _content_text(message: Message, index: int) -> str | None:
+async def _content_text(
+    message: Message, index: int, media: MediaService, project_root: Path
+) -> str | None:
+    """Message content as text: text parts joined; images and audio read by the media service
+    (OCR, transcription) and written out under headings, exactly as the preprocessor sees them."""
     if message.content is None or isinstance(message.content, str):
         return message.content
-    texts = []
-    for j, part in enumerate(message.content):
-        if part.type != "text":
-            raise InvalidRequest(
-                f"{part.type} content is not supported on this route yet (text parts only)",
-                param=f"messages[{index}].content[{j}]",
-            )
-        texts.append(part.text)
-    return "".join(texts)
+    if all(part.type == "text" for part in message.content):
+        return "".join(part.text for part in message.content)  # type: ignore[union-attr]
+    parts = [part.model_dump(by_alias=True, exclude_none=True) for part in message.content]
+    try:
+        material = await media.parts_to_text(parts, project_root)
+    except MediaError as exc:
+        exc.param = f"messages[{index}].{exc.param}" if exc.param else f"messages[{index}]"
+        raise
+    return render_material(material) if material.has_media else material.typed_text
 
 
-def _engine_messages(messages: list[Message]) -> list[dict[str, Any]]:
+async def _engine_messages(
+    messages: list[Message], media: MediaService, project_root: Path
+) -> list[dict[str, Any]]:
     out = []
     for i, message in enumerate(messages):
         entry: dict[str, Any] = {
             "role": "system" if message.role == "developer" else message.role,
-            "content": _content_text(message, i),
+            "content": await _content_text(message, i, media, project_root),
         }
         if message.tool_calls:
             entry["tool_calls"] = [call.model_dump() for call in message.tool_calls]
@@ -144,7 +154,9 @@ def _engine_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _chat_request(body: ChatCompletionRequest) -> tuple[GenerationRequest, OutputCheck | None]:
+def _chat_request(
+    body: ChatCompletionRequest, messages: list[dict[str, Any]]
+) -> tuple[GenerationRequest, OutputCheck | None]:
     """The engine request for `body`, and the output check its response_format asks for."""
     tools = [tool.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
     choice = body.tool_choice or ("auto" if tools else "none")
@@ -168,7 +180,7 @@ def _chat_request(body: ChatCompletionRequest) -> tuple[GenerationRequest, Outpu
             )
         grammar, check = _json_output(fmt)
     request = GenerationRequest(
-        messages=_engine_messages(body.messages),
+        messages=messages,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
@@ -264,7 +276,9 @@ async def chat_completions(request: Request) -> Response:
             " model such as 'breakingwind-coder'",
             param="model",
         )
-    generation, check = _chat_request(body)
+    state = request.app.state
+    messages = await _engine_messages(body.messages, state.media, state.settings.project.root)
+    generation, check = _chat_request(body, messages)
     if body.stream:
         stream = await engine.stream(agent, generation)
         chunks = _chat_chunks(stream, body, check, request.app.state.settings.server.keepalive_s)

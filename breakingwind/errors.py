@@ -5,15 +5,23 @@
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
-     └── EngineError               a generation request could not be served
-          ├── ModelUnavailable     the agent's model is loading or failed to load
-          ├── QueueFull            the model's request queue is at its bound (retry later)
-          ├── ContextOverflow      the prompt does not fit the model's context window
-          ├── GenerationFailed     llama.cpp reported an error mid-generation
-          └── StructuredOutputError  output did not validate against its schema, even after a retry
+     ├── EngineError               a generation request could not be served
+     │    ├── ModelUnavailable     the agent's model is loading or failed to load
+     │    ├── QueueFull            the model's request queue is at its bound (retry later)
+     │    ├── ContextOverflow      the prompt does not fit the model's context window
+     │    ├── GenerationFailed     llama.cpp reported an error mid-generation
+     │    └── StructuredOutputError  output did not validate against its schema, even after a retry
+     ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
+     └── ToolError                 a tool call could not be served
+          ├── UnknownTool          no tool is registered under that name
+          ├── InvalidToolArguments the arguments do not match the tool's input schema
+          ├── ToolInputRejected    well-formed but refused (missing/binary file, option-like ref)
+          ├── ToolOutputTooLarge   the result is over the tool's size bound
+          └── ToolFailed           the tool ran and failed (git or a parser crashed)
 
 Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
-these to status codes by class (see `breakingwind.api`), never by message text.
+these to status codes by class (see `breakingwind.api`), never by message text; the MCP server
+turns `SandboxViolation` and `ToolError` into tool results with `isError` and the same reason.
 """
 
 from __future__ import annotations
@@ -84,3 +92,45 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class SandboxViolation(BreakingWindError):
+    """A path argument breaks one of the sandbox rules.
+
+    `rule` is one of `SANDBOX_RULES` (for example `symlink_escape`); `argument` is the tool argument
+    that carried the path. The message quotes the path as given, never what it resolved to.
+    """
+
+    def __init__(self, rule: str, argument: str, path: str, reason: str) -> None:
+        self.rule = rule
+        self.argument = argument
+        self.path = path
+        super().__init__(f"{argument}={path!r} refused by sandbox rule {rule}: {reason}")
+
+
+class ToolError(BreakingWindError):
+    """A tool call could not be served; `tool` names the tool when known."""
+
+    def __init__(self, message: str, tool: str | None = None) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class UnknownTool(ToolError):
+    """No tool is registered under the requested name."""
+
+
+class InvalidToolArguments(ToolError):
+    """The arguments do not validate against the tool's input schema (the message names fields)."""
+
+
+class ToolInputRejected(ToolError):
+    """The arguments are well-formed but cannot be served (missing or binary file, bad ref...)."""
+
+
+class ToolOutputTooLarge(ToolError):
+    """The tool's result is over its configured size bound."""
+
+
+class ToolFailed(ToolError):
+    """The tool ran and failed for a reason outside the caller's arguments."""

@@ -13,6 +13,7 @@ from breakingwind.config import Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 EXIT_CONFIG = 2
+EXIT_USAGE = 2
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -115,3 +116,25 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         )
         click.echo(f"  source   {source}")
         click.echo(f"  shared   {', '.join(row['shared_with']) or '-'}")
+
+
+@main.command()
+@click.option("--stdio", is_flag=True, help="Serve MCP over stdin/stdout (for IDE clients).")
+@click.pass_context
+def mcp(ctx: click.Context, stdio: bool) -> None:
+    """Serve the codebase tools over MCP. Over HTTP they are at /mcp of `breakingwind serve`."""
+    if not stdio:
+        click.echo("breakingwind: pass --stdio (HTTP clients use /mcp of `serve`)", err=True)
+        ctx.exit(EXIT_USAGE)
+    from breakingwind.api.mcp_server import build_mcp_server
+    from breakingwind.tools.registry import build_registry
+
+    settings = _settings(ctx)
+    # stdout carries the protocol: logs go to stderr only.
+    logging.basicConfig(stream=sys.stderr, level=settings.server.log_level.upper())
+    try:
+        server = build_mcp_server(build_registry(settings))
+    except BreakingWindError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(1)
+    server.run("stdio")

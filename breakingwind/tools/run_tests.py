@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from breakingwind.config import RunTestsSettings
-from breakingwind.errors import ToolInputRejected
+from breakingwind.errors import ToolFailed, ToolInputRejected
 from breakingwind.tools.files import ALWAYS_SKIPPED
 from breakingwind.tools.registry import PathArgument, ToolContext
 from breakingwind.tools.sandboxed_process import (
@@ -178,9 +179,14 @@ def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) ->
             path = name if relative == "." else f"{relative}/{name}"
             if name in ALWAYS_SKIPPED or name in settings.link_dirs or ctx.sandbox.is_secret(path):
                 skipped.add(name)
+            elif not _copyable(Path(folder, name)):
+                skipped.add(name)  # devices, FIFOs and sockets are never copied
         return skipped
 
-    shutil.copytree(root, target, symlinks=True, ignore=ignore)
+    try:
+        shutil.copytree(root, target, symlinks=True, ignore=ignore)
+    except (OSError, shutil.Error) as exc:
+        raise ToolFailed(f"could not copy the project to a scratch folder: {exc}") from None
     for folder, _, _ in os.walk(root):
         here = Path(folder)
         if any(part in ALWAYS_SKIPPED for part in here.relative_to(root).parts):
@@ -190,6 +196,14 @@ def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) ->
             destination = target / source.relative_to(root)
             if source.is_dir() and not destination.exists() and destination.parent.is_dir():
                 destination.symlink_to(source, target_is_directory=True)
+
+
+def _copyable(path: Path) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
 
 
 def _scrubbed_env(settings: RunTestsSettings, scratch: Path) -> dict[str, str]:

@@ -266,3 +266,10 @@ def test_run_tests_runs_without_network_and_secrets(tmp_path: Path) -> None:
 def test_tool_results_are_pydantic_models(registry: ToolRegistry) -> None:
     result = call(registry, "read_file", path="README.md")
     assert isinstance(result, BaseModel) and result.model_dump()["path"] == "README.md"
+
+
+def test_analyze_codebase_fits_its_output_bound(tmp_path: Path) -> None:
+    settings = project_settings(tmp_path, "[tools]\nmax_output_bytes = 4096\n")
+    result = call(build_registry(settings), "analyze_codebase")
+    assert result.modules_truncated and 0 < len(result.modules) < result.modules_total
+    assert len(result.model_dump_json()) <= 4096

@@ -138,6 +138,8 @@ def analyze_codebase(
     modules = [_module_info(f, entries[f.relative], include_symbols) for f in outlined]
     edges, external = _dependency_graph(ctx.sandbox.root, modules)
     tests = [m.path for m in modules if m.is_test]
+    # Keep the modules that fit in half the output bound (the graph and the rest use the other).
+    listed = _fitting(modules[:max_modules], ctx.settings.max_output_bytes // 2)
     return AnalyzeCodebaseResult(
         path=ctx.sandbox.relative(path),
         files_total=len(files),
@@ -152,8 +154,8 @@ def analyze_codebase(
         test_locations=_test_locations(tests),
         test_files=len(tests),
         modules_total=len(modules),
-        modules=modules[:max_modules],
-        modules_truncated=len(modules) > max_modules,
+        modules=listed,
+        modules_truncated=len(listed) < len(modules),
         dependency_graph=edges[:max_edges],
         dependency_graph_truncated=len(edges) > max_edges,
         external_imports={k: v[:100] for k, v in external.items()},
@@ -202,6 +204,15 @@ def _module_info(found: ProjectFile, entry: _Entry, include_symbols: bool) -> Mo
         symbols=[SymbolInfo(**vars(s)) for s in entry.outline.symbols] if include_symbols else [],
         parse_error=entry.outline.error,
     )
+
+
+def _fitting(modules: list[ModuleInfo], budget: int) -> list[ModuleInfo]:
+    used = 0
+    for count, module in enumerate(modules):
+        used += len(module.model_dump_json()) + 1
+        if used > budget:
+            return modules[:count]
+    return modules
 
 
 def _test_locations(tests: list[str]) -> list[str]:

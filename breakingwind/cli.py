@@ -24,6 +24,7 @@ PULL_ACTIONS = {
     "up_to_date": "up to date",
     "recorded": "already present, matches the Hub, recorded",
 }
+EXIT_USAGE = 2
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -300,3 +301,25 @@ def service_logs(ctx: click.Context, lines: int, follow: bool) -> None:
         sys.exit(show_logs(_platform(), service_spec(_settings(ctx)), lines, follow))
     except BreakingWindError as exc:
         _fail(exc)
+
+
+@main.command()
+@click.option("--stdio", is_flag=True, help="Serve MCP over stdin/stdout (for IDE clients).")
+@click.pass_context
+def mcp(ctx: click.Context, stdio: bool) -> None:
+    """Serve the codebase tools over MCP. Over HTTP they are at /mcp of `breakingwind serve`."""
+    if not stdio:
+        click.echo("breakingwind: pass --stdio (HTTP clients use /mcp of `serve`)", err=True)
+        ctx.exit(EXIT_USAGE)
+    from breakingwind.api.mcp_server import build_mcp_server
+    from breakingwind.tools.registry import build_registry
+
+    settings = _settings(ctx)
+    # stdout carries the protocol: logs go to stderr only.
+    logging.basicConfig(stream=sys.stderr, level=settings.server.log_level.upper())
+    try:
+        server = build_mcp_server(build_registry(settings))
+    except BreakingWindError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(1)
+    server.run("stdio")

@@ -237,6 +237,98 @@ class MediaSettings(_Section):
         return self
 
 
+DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+)
+
+
+class RunTestsSettings(_Section):
+    command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Test command as an argv list (unset: detect pytest, unittest, npm/yarn, go, "
+        "cargo from the workspace).",
+    )
+    junit_xml: str | None = Field(
+        None,
+        description="Where the configured command writes JUnit XML, relative to the workspace "
+        "(read for the counts; unset: counts come from the output).",
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, le=3600, description="Wall-clock limit; the whole process tree is killed."
+    )
+    cpu_seconds: int = Field(600, ge=1, description="CPU-time limit of each test process.")
+    memory_mb: int = Field(
+        4096, ge=0, description="Address-space limit of each test process in MiB (0: no limit)."
+    )
+    max_file_mb: int = Field(256, ge=1, description="Largest file a test process may write, MiB.")
+    max_processes: int = Field(
+        256, ge=1, description="Processes the run may add to the user's current count."
+    )
+    max_output_bytes: int = Field(
+        65536, ge=1024, description="Bytes of the runner's output kept (head and tail)."
+    )
+    isolate_network: bool = Field(
+        True,
+        description="Run without network and with the project read-only (Linux namespaces via "
+        "`unshare`; elsewhere tests still run in a scratch copy, and the result says so).",
+    )
+    coverage: bool = Field(
+        True, description="Measure line coverage with coverage.py when the interpreter has it."
+    )
+    link_dirs: list[str] = Field(
+        [".venv", "venv", "node_modules"],
+        description="Workspace folders linked into the scratch copy instead of copied.",
+    )
+    pass_env: list[str] = Field(
+        ["PATH", "LANG", "LC_ALL", "TZ"],
+        description="Environment variables the test run inherits; every other one is dropped.",
+    )
+
+
+class ToolsSettings(_Section):
+    secret_patterns: list[str] = Field(
+        list(DEFAULT_SECRET_PATTERNS),
+        description="gitignore-style patterns of secrets files the tools refuse to read.",
+    )
+    allow_secrets: bool = Field(
+        False, description="Let the tools read files matching secret_patterns."
+    )
+    max_path_chars: int = Field(
+        4096, ge=16, le=65536, description="Longest path argument accepted, in characters."
+    )
+    max_output_bytes: int = Field(
+        2_000_000, ge=4096, description="Largest tool result (as JSON) any tool may return."
+    )
+    read_max_bytes: int = Field(
+        262_144, ge=1024, description="Most bytes read_file returns in one call."
+    )
+    max_file_bytes: int = Field(
+        2_000_000, ge=1024, description="Files larger than this are listed but not parsed."
+    )
+    git_timeout_s: float = Field(30.0, gt=0, description="Time limit of one git command.")
+    run_tests: RunTestsSettings = Field(default_factory=RunTestsSettings)
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -244,6 +336,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     downloads: DownloadSettings = Field(default_factory=DownloadSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
     preprocessor: AgentSettings = Field(
         default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["preprocessor"])
     )

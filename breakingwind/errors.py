@@ -27,14 +27,22 @@
      │    ├── NotEnoughDisk        the files would not fit the free disk space (with the numbers)
      │    └── ChecksumMismatch     the downloaded bytes do not match the Hub's LFS sha256
      ├── ServiceError              the background service could not be installed or controlled
-     └── MediaError                audio or an image from a client cannot be used (HTTP 400)
-          ├── UnsupportedMedia     not a format BreakingWind reads, or a source it will not open
-          ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
-          ├── CorruptMedia         a known format that is empty, truncated or does not decode
-          └── MediaPathRefused     a local path outside the project root, or no such file
+     ├── MediaError                audio or an image from a client cannot be used (HTTP 400)
+     │    ├── UnsupportedMedia     not a format BreakingWind reads, or a source it will not open
+     │    ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
+     │    ├── CorruptMedia         a known format that is empty, truncated or does not decode
+     │    └── MediaPathRefused     a local path outside the project root, or no such file
+     ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
+     └── ToolError                 a tool call could not be served
+          ├── UnknownTool          no tool is registered under that name
+          ├── InvalidToolArguments the arguments do not match the tool's input schema
+          ├── ToolInputRejected    well-formed but refused (missing/binary file, option-like ref)
+          ├── ToolOutputTooLarge   the result is over the tool's size bound
+          └── ToolFailed           the tool ran and failed (git or a parser crashed)
 
 Constructing an exception has no side effects; callers log at the boundary. The HTTP layer maps
-these to status codes by class (see `breakingwind.api`), never by message text.
+these to status codes by class (see `breakingwind.api`), never by message text; the MCP server
+turns `SandboxViolation` and `ToolError` into tool results with `isError` and the same reason.
 """
 
 from __future__ import annotations
@@ -214,3 +222,45 @@ class CorruptMedia(MediaError):
 
 class MediaPathRefused(MediaError):
     """A local file path that is outside the project root or does not exist."""
+
+
+class SandboxViolation(BreakingWindError):
+    """A path argument breaks one of the sandbox rules.
+
+    `rule` is one of `SANDBOX_RULES` (for example `symlink_escape`); `argument` is the tool argument
+    that carried the path. The message quotes the path as given, never what it resolved to.
+    """
+
+    def __init__(self, rule: str, argument: str, path: str, reason: str) -> None:
+        self.rule = rule
+        self.argument = argument
+        self.path = path
+        super().__init__(f"{argument}={path!r} refused by sandbox rule {rule}: {reason}")
+
+
+class ToolError(BreakingWindError):
+    """A tool call could not be served; `tool` names the tool when known."""
+
+    def __init__(self, message: str, tool: str | None = None) -> None:
+        self.tool = tool
+        super().__init__(message)
+
+
+class UnknownTool(ToolError):
+    """No tool is registered under the requested name."""
+
+
+class InvalidToolArguments(ToolError):
+    """The arguments do not validate against the tool's input schema (the message names fields)."""
+
+
+class ToolInputRejected(ToolError):
+    """The arguments are well-formed but cannot be served (missing or binary file, bad ref...)."""
+
+
+class ToolOutputTooLarge(ToolError):
+    """The tool's result is over its configured size bound."""
+
+
+class ToolFailed(ToolError):
+    """The tool ran and failed for a reason outside the caller's arguments."""

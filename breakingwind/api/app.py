@@ -11,33 +11,41 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from breakingwind.api import openai_routes
-from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription, upload_limit
+from breakingwind.api import openai_routes, tools_routes
+from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription
 from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
+from breakingwind.api.mcp_server import build_mcp_server, mcp_http_routes
 from breakingwind.api.metrics import Metrics, metrics_endpoint
 from breakingwind.api.middleware import ApiKeyAuth, BodySizeLimit, LocalOnlyGuard, RequestMetrics
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
+from breakingwind.tools.registry import build_registry
 
 
 def create_app(
     settings: Settings, engine: Engine | None = None, media: MediaService | None = None
 ) -> Starlette:
     """Build the app. The engine starts loading models in the lifespan (unless one is passed in,
-    in which case its owner starts and closes it). Likewise a passed-in media service."""
+    in which case its owner starts and closes it). Likewise a passed-in media service. The tool
+    registry and the MCP server are built here (cheap, nothing loaded) and the MCP session
+    manager runs in the lifespan."""
+    tools = build_registry(settings)
+    mcp = build_mcp_server(tools)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = engine is None
         app.state.engine = Engine(settings) if owned else engine
+        app.state.tools = tools
         if owned:
             settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
             app.state.engine.start()
         app.state.media = media or MediaService(settings)
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             if media is None:
                 await app.state.media.close()
@@ -49,6 +57,8 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *openai_routes.ROUTES,
         Route(TRANSCRIPTIONS_PATH, create_transcription, methods=["POST"]),
+        *tools_routes.ROUTES,
+        *mcp_http_routes(mcp, settings.server),
     ]
     server = settings.server
     metrics = Metrics(known_paths=frozenset(r.path for r in routes))
@@ -73,7 +83,7 @@ def create_app(
             BodySizeLimit,
             max_bytes=server.max_body_bytes,
             # The upload route bounds its own body, by the media settings.
-            per_path={TRANSCRIPTIONS_PATH: upload_limit(settings.media)},
+            self_limited=frozenset({TRANSCRIPTIONS_PATH}),
         ),
     ]
     app = Starlette(

@@ -20,14 +20,21 @@ from breakingwind.errors import (
     CorruptMedia,
     EngineError,
     GrammarError,
+    InvalidToolArguments,
     MediaError,
     MediaPathRefused,
     MediaTooLarge,
     ModelUnavailable,
     QueueFull,
     RequestError,
+    SandboxViolation,
     StructuredOutputError,
     TemplateError,
+    ToolError,
+    ToolFailed,
+    ToolInputRejected,
+    ToolOutputTooLarge,
+    UnknownTool,
     UnsupportedMedia,
 )
 
@@ -38,6 +45,13 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
+    SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),
+    UnknownTool: (404, "invalid_request_error", "unknown_tool"),
+    InvalidToolArguments: (422, "invalid_request_error", "invalid_tool_arguments"),
+    ToolInputRejected: (422, "invalid_request_error", "tool_input_rejected"),
+    ToolOutputTooLarge: (413, "invalid_request_error", "tool_output_too_large"),
+    ToolFailed: (500, "server_error", "tool_failed"),
+    ToolError: (400, "invalid_request_error", "tool_error"),
     MediaTooLarge: (413, "invalid_request_error", "media_too_large"),
     UnsupportedMedia: (400, "invalid_request_error", "unsupported_media"),
     CorruptMedia: (400, "invalid_request_error", "corrupt_media"),
@@ -69,6 +83,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         body = _body(message, kind, getattr(exc, "param", None), code)
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, SandboxViolation):
+        body["error"]["rule"] = exc.rule
     if isinstance(exc, ContextOverflow):
         body["error"]["prompt_tokens"] = exc.prompt_tokens
         body["error"]["context_length"] = exc.n_ctx
@@ -87,7 +103,7 @@ def sse_error(exc: BaseException) -> bytes:
 
 
 async def handle_breakingwind_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, RequestError | MediaError):
+    if not isinstance(exc, RequestError | MediaError | SandboxViolation | ToolError):
         log.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
         )

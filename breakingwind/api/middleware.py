@@ -109,17 +109,17 @@ class BodySizeLimit:
     """413 for bodies over the limit: by Content-Length up front, or while the body streams in."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None
+        self, app: ASGIApp, max_bytes: int, self_limited: frozenset[str] = frozenset()
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.per_path = per_path or {}
+        self.self_limited = self_limited  # routes that bound their own bodies (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.self_limited:
             await self.app(scope, receive, send)
             return
-        limit = self.per_path.get(scope["path"], self.max_bytes)
+        limit = self.max_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _refuse(_too_large(limit), scope, receive, send)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from breakingwind.config import AgentSettings, Settings
+from breakingwind.engine.backend import ModelBackend
 from breakingwind.engine.gguf_file import inspect_gguf
 from breakingwind.engine.tool_calls import ToolCallParser
 from breakingwind.engine.types import GenerationRequest, GenerationResult
@@ -58,7 +59,7 @@ class Engine:
         self.manifest = manifest or load_manifest()
         self.models: dict[str, ResolvedModel] = resolve_agent_models(settings, self.manifest)
         self._workers: dict[Path, ModelWorker] = {}
-        self._by_agent: dict[str, ModelWorker] = {}
+        self._by_agent: dict[str, ModelBackend] = {}
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
             sharing.setdefault(model.path, []).append(agent)
@@ -97,10 +98,20 @@ class Engine:
             worker.start()
 
     def close(self) -> None:
-        for worker in self._workers.values():
+        for worker in {id(w): w for w in self._by_agent.values()}.values():
             worker.close()
 
-    def worker(self, agent: str) -> ModelWorker:
+    def replace_model(self, agent: str, backend: ModelBackend) -> ModelBackend:
+        """Serve `agent` from `backend` from now on; returns the backend it replaces.
+
+        Used for remote backends and, in tests, for scripted models (like llm's MockModel):
+        everything above the generate call stays the real code.
+        """
+        previous = self.worker(agent)
+        self._by_agent[agent] = backend
+        return previous
+
+    def worker(self, agent: str) -> ModelBackend:
         try:
             return self._by_agent[agent]
         except KeyError:
@@ -110,7 +121,7 @@ class Engine:
 
     async def wait_ready(self) -> None:
         """Wait until every model has loaded or failed (failures are reported by `status`)."""
-        for worker in self._workers.values():
+        for worker in self._by_agent.values():
             try:
                 await worker.wait_ready()
             except ModelUnavailable:

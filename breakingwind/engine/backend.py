@@ -1,0 +1,56 @@
+"""What the engine needs from a model backend, whatever runs the model.
+
+`ModelWorker` (llama-cpp-python in-process) is the production backend; `ScriptedModel` answers
+from a script for tests of pipeline paths a tiny model cannot reach on purpose; a remote
+OpenAI-compatible backend implements the same interface. The engine and everything above it —
+queues, cancellation, tool-call parsing, the pipeline, HTTP — only ever see this interface.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from breakingwind.engine.types import GenerationRequest
+from breakingwind.engine.worker import (
+    GenerationStream,
+    LoadReport,
+    ModelSpec,
+    ModelState,
+    PreparedRequest,
+    SamplingParams,
+)
+from breakingwind.errors import ModelLoadError
+
+
+class ModelBackend(Protocol):
+    name: str
+    spec: ModelSpec
+    state: ModelState
+    error: str | None
+    report: LoadReport | None
+    busy: bool
+    tokens_generated: int
+    last_decode_tokens_per_s: float
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def start(self) -> None:
+        """Begin loading (in the background); requests wait in `wait_ready`."""
+
+    def refuse(self, error: ModelLoadError) -> None:
+        """Mark the backend failed without loading it."""
+
+    def close(self) -> None: ...
+
+    async def wait_ready(self) -> None:
+        """Return once ready; raise `ModelUnavailable` if loading failed."""
+
+    def prepare(self, request: GenerationRequest, sampling: SamplingParams) -> PreparedRequest:
+        """Render and check a request (called in a worker thread); raise typed errors early."""
+
+    def submit(self, prepared: PreparedRequest) -> GenerationStream:
+        """Queue a prepared request; its deltas and result arrive through the stream."""

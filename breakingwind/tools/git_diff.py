@@ -9,35 +9,14 @@ config are not read, and discovery stops at the project root (`GIT_CEILING_DIREC
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from breakingwind.errors import ToolFailed, ToolInputRejected
+from breakingwind.gitcmd import SAFE_DIFF_FLAGS, HardenedGit
 from breakingwind.tools.registry import PathArgument, ToolContext
-
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./@{}~^+-]{0,254}$")
-_HARDENING = (
-    "-c", "core.fsmonitor=false",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.pager=cat",
-    "-c", "core.untrackedCache=false",
-    "-c", "core.quotePath=false",
-    "-c", "diff.noprefix=false",
-    "-c", "diff.relative=false",
-    "-c", "color.ui=never",
-    "-c", "protocol.allow=never",
-    "-c", "credential.helper=",
-)  # fmt: skip
-_SAFE_FLAGS = ("--no-ext-diff", "--no-textconv", "--no-color")
-_FILTER_KEY = re.compile(r"^filter\.(.+)\.(clean|smudge|process)$")
-
 
 Status = Literal["added", "modified", "deleted", "renamed", "copied", "type_changed", "other"]
 
@@ -89,12 +68,14 @@ def git_diff(
     """
     if staged and target is not None:
         raise ToolInputRejected("staged compares the index with base; do not pass target")
-    git = _Git(ctx)
+    if not (ctx.sandbox.root / ".git").exists():
+        raise ToolInputRejected("the project root is not a git repository")
+    git = HardenedGit(ctx.sandbox.root, ctx.settings.git_timeout_s, error=ToolFailed)
     base_sha = git.commit(base, "base") if base is not None else git.head()
     target_sha = git.commit(target, "target") if target is not None else None
     revisions = ["--cached", base_sha] if staged else [base_sha, *filter(None, [target_sha])]
     pathspecs = ["--", *(ctx.sandbox.relative(p) for p in paths)]
-    common = ["diff", *_SAFE_FLAGS, "-M", *revisions]
+    common = ["diff", *SAFE_DIFF_FLAGS, "-M", *revisions]
     files = _changed_files(
         git.run([*common, "--numstat", "-z", *pathspecs]),
         git.run([*common, "--name-status", "-z", *pathspecs]),
@@ -113,90 +94,6 @@ def git_diff(
         truncated=size > len(patch.encode()),
         size_bytes=size,
     )
-
-
-class _Git:
-    """Runs hardened git commands in the project root."""
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self.root = ctx.sandbox.root
-        self.timeout = ctx.settings.git_timeout_s
-        self.home = tempfile.gettempdir()
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": self.home,
-            "LC_ALL": "C",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CEILING_DIRECTORIES": str(self.root.parent),
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_OPTIONAL_LOCKS": "0",
-            "GIT_LITERAL_PATHSPECS": "1",
-            "GIT_NO_REPLACE_OBJECTS": "1",
-            "GIT_PAGER": "cat",
-        }
-        if not (self.root / ".git").exists():
-            raise ToolInputRejected("the project root is not a git repository")
-        self.options = [*_HARDENING, *self._filter_overrides()]
-
-    def _filter_overrides(self) -> list[str]:
-        """`-c filter.<name>.clean=` etc. for every filter the repository's config defines."""
-        listed = self._exec(["config", "--name-only", "--get-regexp", r"^filter\."], check=False)
-        names = {m.group(1) for key in listed.split() if (m := _FILTER_KEY.match(key))}
-        overrides: list[str] = []
-        for name in sorted(names):
-            for key in ("clean", "smudge", "process"):
-                overrides += ["-c", f"filter.{name}.{key}="]
-            overrides += ["-c", f"filter.{name}.required=false"]
-        return overrides
-
-    def head(self) -> str:
-        sha = self._exec(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], check=False)
-        return sha.strip() or EMPTY_TREE
-
-    def commit(self, ref: str, argument: str) -> str:
-        if not _REF.match(ref):
-            raise ToolInputRejected(
-                f"{argument}={ref!r} is not a plain ref (options, '..' ranges and odd "
-                "characters are refused)"
-            )
-        verify = ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
-        sha = self.run(verify, check=False).strip()
-        if not sha:
-            raise ToolInputRejected(f"{argument}={ref!r} is not a commit in this repository")
-        return sha
-
-    def run(self, args: list[str], check: bool = True) -> str:
-        return self._exec([*self.options, *args], check=check)
-
-    def run_bounded(self, args: list[str], limit: int) -> tuple[str, int]:
-        """Stdout cut at `limit` bytes (on a line boundary), and its full size."""
-        output = self.run(args).encode()
-        if len(output) <= limit:
-            return output.decode(), len(output)
-        cut = output[:limit]
-        cut = cut[: cut.rfind(b"\n") + 1] or cut
-        return cut.decode(errors="ignore"), len(output)
-
-    def _exec(self, args: list[str], check: bool = True) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self.root,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ToolFailed(f"git {args[-1]!r} took longer than {self.timeout}s") from None
-        except FileNotFoundError:
-            raise ToolFailed("git is not installed") from None
-        if check and done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip().splitlines()
-            raise ToolFailed(f"git failed: {message[-1] if message else done.returncode}")
-        return done.stdout.decode(errors="replace")
 
 
 _STATUS: dict[str, Status] = {

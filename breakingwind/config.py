@@ -125,6 +125,12 @@ class ProjectSettings(_Section):
 class PipelineSettings(_Section):
     max_review_cycles: int = Field(3, ge=1, le=20, description="Coder/reviewer cycles per plan.")
     stage_timeout_s: float = Field(300.0, gt=0, description="Time limit of one pipeline stage.")
+    planner_max_tool_calls: int = Field(
+        6, ge=0, le=50, description="Read-only tool calls the planner may make per plan."
+    )
+    coder_max_tool_calls: int = Field(
+        4, ge=0, le=50, description="read_file calls the coder may make per iteration."
+    )
 
 
 class EngineSettings(_Section):

@@ -32,6 +32,14 @@
      │    ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
      │    ├── CorruptMedia         a known format that is empty, truncated or does not decode
      │    └── MediaPathRefused     a local path outside the project root, or no such file
+     ├── PipelineError             a workflow could not go on
+     │    ├── TaskNotFound         404: no task with that id
+     │    ├── TaskConflict         409: the task is in the wrong state for the request
+     │    ├── ProjectChanged       409: the project changed since the task started (apply refused)
+     │    ├── DiffError            a model-written diff does not apply (fed back to the coder)
+     │    ├── WorkspaceError       the task's isolated workspace could not be made or used
+     │    └── StageTimeout         a stage ran past its time limit
+     ├── StoreError                the task store could not write (disk full, read-only) — 503
      ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
      └── ToolError                 a tool call could not be served
           ├── UnknownTool          no tool is registered under that name
@@ -264,3 +272,35 @@ class ToolOutputTooLarge(ToolError):
 
 class ToolFailed(ToolError):
     """The tool ran and failed for a reason outside the caller's arguments."""
+
+
+class PipelineError(BreakingWindError):
+    """A workflow could not go on."""
+
+
+class TaskNotFound(PipelineError):
+    """No task with that id."""
+
+
+class TaskConflict(PipelineError):
+    """The task is in the wrong state for the request (e.g. apply before it completed)."""
+
+
+class ProjectChanged(PipelineError):
+    """The project's files changed since the task started; applying the diff is refused."""
+
+
+class DiffError(PipelineError):
+    """A diff does not apply; the message is written for the model that wrote it."""
+
+
+class WorkspaceError(PipelineError):
+    """The task's isolated workspace could not be created or used."""
+
+
+class StageTimeout(PipelineError):
+    """A stage ran past its time limit."""
+
+
+class StoreError(BreakingWindError):
+    """The task store could not write (disk full, read-only data dir); nothing was announced."""

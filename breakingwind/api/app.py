@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from breakingwind.api import openai_routes, tools_routes
+from breakingwind.api import openai_routes, tools_routes, workflow_routes
 from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription
 from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
@@ -21,6 +21,8 @@ from breakingwind.api.middleware import ApiKeyAuth, BodySizeLimit, LocalOnlyGuar
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
+from breakingwind.pipeline import Pipeline
+from breakingwind.store import TaskStore
 from breakingwind.tools.registry import build_registry
 
 
@@ -37,16 +39,21 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = engine is None
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = Engine(settings) if owned else engine
         app.state.tools = tools
         if owned:
-            settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
             app.state.engine.start()
         app.state.media = media or MediaService(settings)
+        app.state.store = TaskStore(settings.storage.database_path)
+        app.state.pipeline = Pipeline(settings, app.state.engine, app.state.store)
+        app.state.pipeline.resume_unfinished()
         try:
             async with mcp.session_manager.run():
                 yield
         finally:
+            await app.state.pipeline.shutdown()  # running tasks resume at the next start
+            app.state.store.close()
             if media is None:
                 await app.state.media.close()
             if owned:
@@ -58,6 +65,7 @@ def create_app(
         *openai_routes.ROUTES,
         Route(TRANSCRIPTIONS_PATH, create_transcription, methods=["POST"]),
         *tools_routes.ROUTES,
+        *workflow_routes.ROUTES,
         *mcp_http_routes(mcp, settings.server),
     ]
     server = settings.server

@@ -25,10 +25,14 @@ from breakingwind.errors import (
     MediaPathRefused,
     MediaTooLarge,
     ModelUnavailable,
+    ProjectChanged,
     QueueFull,
     RequestError,
     SandboxViolation,
+    StoreError,
     StructuredOutputError,
+    TaskConflict,
+    TaskNotFound,
     TemplateError,
     ToolError,
     ToolFailed,
@@ -36,6 +40,7 @@ from breakingwind.errors import (
     ToolOutputTooLarge,
     UnknownTool,
     UnsupportedMedia,
+    WorkspaceError,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,11 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
     SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),
+    TaskNotFound: (404, "invalid_request_error", "task_not_found"),
+    TaskConflict: (409, "invalid_request_error", "task_conflict"),
+    ProjectChanged: (409, "invalid_request_error", "project_changed"),
+    WorkspaceError: (500, "server_error", "workspace_error"),
+    StoreError: (503, "server_error", "storage_unavailable"),
     UnknownTool: (404, "invalid_request_error", "unknown_tool"),
     InvalidToolArguments: (422, "invalid_request_error", "invalid_tool_arguments"),
     ToolInputRejected: (422, "invalid_request_error", "tool_input_rejected"),
@@ -103,7 +113,8 @@ def sse_error(exc: BaseException) -> bytes:
 
 
 async def handle_breakingwind_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, RequestError | MediaError | SandboxViolation | ToolError):
+    quiet = RequestError | MediaError | SandboxViolation | ToolError | TaskNotFound | TaskConflict
+    if not isinstance(exc, quiet):
         log.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
         )

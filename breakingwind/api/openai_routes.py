@@ -39,7 +39,6 @@ from breakingwind.errors import (
     InvalidRequest,
     MediaError,
     ModelNotFound,
-    NotImplementedYet,
     StructuredOutputError,
 )
 from breakingwind.media import MediaService
@@ -271,11 +270,7 @@ async def chat_completions(request: Request) -> Response:
     body = await parse_json_body(request, ChatCompletionRequest)
     agent = agent_for_model(engine, body.model)
     if agent is None:
-        raise NotImplementedYet(
-            "the whole-pipeline model 'breakingwind' is not available yet; chat with an agent"
-            " model such as 'breakingwind-coder'",
-            param="model",
-        )
+        return await pipeline_chat(request, body)
     state = request.app.state
     messages = await _engine_messages(body.messages, state.media, state.settings.project.root)
     generation, check = _chat_request(body, messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -139,11 +140,23 @@ class Engine:
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
         return worker.submit(prepared)
 
-    async def complete(self, agent: str, request: GenerationRequest) -> GenerationResult:
-        """Generate to the end and return the whole result, tool calls parsed out of the text."""
+    async def complete(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> GenerationResult:
+        """Generate to the end and return the whole result, tool calls parsed out of the text.
+
+        `on_delta` sees the raw text as it is generated (progress display, event streams).
+        """
         stream = await self.stream(agent, request)
         async with stream:
-            result = await stream.collect()
+            async for delta in stream:
+                if on_delta is not None:
+                    on_delta(delta)
+            result = stream.result
+            assert result is not None
         if stream.tool_format is None:
             return result
         parser = ToolCallParser(stream.tool_format)

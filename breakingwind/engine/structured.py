@@ -8,6 +8,7 @@ sent back to the model once with the validation errors; a second failure raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ async def generate_structured(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    on_delta: Callable[[str], None] | None = None,
 ) -> ModelT:
     """Ask `agent` for a `schema` instance; retry once with the errors, then raise."""
     conversation = list(messages)
@@ -53,6 +55,7 @@ async def generate_structured(
                 temperature=temperature,
                 seed=seed,
             ),
+            on_delta=on_delta,
         )
         raw = result.text
         try:

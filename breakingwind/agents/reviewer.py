@@ -1,0 +1,69 @@
+"""The reviewer: plan + combined diff + the REAL test results -> a Review.
+
+The test counts in a Review come from running the tests, never from the model: the model writes a
+`ReviewDraft` without them and the pipeline fills them in.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from breakingwind.agents.context import char_budget
+from breakingwind.agents.tool_loop import OnDelta
+from breakingwind.engine import Engine, generate_structured
+from breakingwind.prompts import render_prompt
+
+AGENT = "reviewer"
+ReviewStatus = Literal["approved", "changes_requested", "escalate"]
+
+
+class ReviewDraft(BaseModel):
+    review_status: ReviewStatus
+    issues_found: list[str] = Field(default_factory=list, max_length=10)
+    recommendations: list[str] = Field(default_factory=list, max_length=10)
+    next_iteration: str = Field("", description="What the coder should do next, if anything.")
+
+
+class ReviewTestResults(BaseModel):
+    __test__ = False
+
+    passed: int
+    failed: int
+    coverage: float | None
+
+
+class Review(ReviewDraft):
+    test_results: ReviewTestResults
+    overridden: str | None = Field(
+        None, description="Why the pipeline changed the model's verdict (e.g. tests failing)."
+    )
+
+
+async def review_changes(
+    engine: Engine,
+    task: str,
+    plan_json: str,
+    diff: str,
+    tests_report: str,
+    on_delta: OnDelta | None = None,
+) -> ReviewDraft:
+    n_ctx = engine.worker(AGENT).n_ctx
+    budget = char_budget(n_ctx, 0.4)
+    messages = [
+        {"role": "system", "content": render_prompt("reviewer.md")},
+        {
+            "role": "user",
+            "content": render_prompt(
+                "reviewer_task.md",
+                task=task,
+                plan=plan_json,
+                diff=diff if len(diff) <= budget else diff[:budget] + "\n…(diff truncated)",
+                tests=tests_report,
+            ),
+        },
+    ]
+    return await generate_structured(
+        engine, AGENT, messages, ReviewDraft, max_tokens=768, temperature=0.0, on_delta=on_delta
+    )

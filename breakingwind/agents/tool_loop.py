@@ -1,0 +1,112 @@
+"""The bounded tool loop agents share: the model may call read-only tools, then must answer.
+
+A tool failure (a refused path, a missing file) is model-caused: it goes back to the model as the
+tool's result text, and the loop goes on. The tool list is fixed by code per agent — a model (or a
+prompt-injected file) can never reach a tool it was not given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.errors import SandboxViolation, ToolError
+from breakingwind.tools.registry import ToolRegistry
+
+OnToolCall = Callable[[str, dict[str, Any], bool, str], Awaitable[None]]
+OnDelta = Callable[[str], None]
+RESULT_CHARS = 6000  # what one tool result may add to the conversation
+
+
+def tool_definitions(registry: ToolRegistry, names: list[str]) -> list[dict[str, Any]]:
+    """OpenAI-style function tools for `names`, from the registry's own schemas."""
+    described = {d.name: d for d in registry.describe()}
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": described[name].description,
+                "parameters": described[name].input_schema,
+            },
+        }
+        for name in names
+    ]
+
+
+async def gather_with_tools(
+    engine: Engine,
+    agent: str,
+    messages: list[dict[str, Any]],
+    registry: ToolRegistry,
+    tool_names: list[str],
+    max_calls: int,
+    on_tool_call: OnToolCall,
+    on_delta: OnDelta | None = None,
+    max_tokens: int = 256,
+) -> list[dict[str, Any]]:
+    """Let the model call `tool_names` up to `max_calls` times; return the grown conversation."""
+    conversation = list(messages)
+    if max_calls <= 0 or not tool_names:
+        return conversation
+    tools = tool_definitions(registry, tool_names)
+    calls = 0
+    while calls < max_calls:
+        result = await engine.complete(
+            agent,
+            GenerationRequest(
+                messages=conversation,
+                tools=tools,
+                tool_choice="auto",
+                max_tokens=max_tokens,
+                temperature=0.0,
+            ),
+            on_delta=on_delta,
+        )
+        if not result.tool_calls:
+            return conversation
+        conversation.append(
+            {
+                "role": "assistant",
+                "content": result.text or None,
+                "tool_calls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }
+                    for c in result.tool_calls
+                ],
+            }
+        )
+        for call in result.tool_calls:
+            calls += 1
+            text, ok = await _run(registry, call.name, call.arguments, tool_names)
+            await on_tool_call(call.name, _arguments(call.arguments), ok, text[:300])
+            conversation.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            if calls >= max_calls:
+                break
+    return conversation
+
+
+async def _run(
+    registry: ToolRegistry, name: str, raw_arguments: str, allowed: list[str]
+) -> tuple[str, bool]:
+    if name not in allowed:
+        return f"error: the tool {name!r} is not available here", False
+    try:
+        result = await registry.call(name, _arguments(raw_arguments))
+    except (SandboxViolation, ToolError) as exc:
+        return f"error: {exc}", False
+    text = result.model_dump_json()
+    return (text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS] + " …(truncated)"), True
+
+
+def _arguments(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

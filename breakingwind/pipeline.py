@@ -1,0 +1,565 @@
+"""The workflow state machine: preprocess → plan → code ⇄ review → (escalate once) → done.
+
+Each stage reads the task's state, does its work and commits the next state together with the
+event that announces it (`TaskStore.commit`), so after a crash a task resumes at the stage it was
+in, with everything before it intact; the workspace is rebuilt from its snapshot plus the diffs
+recorded as applied. What a model got wrong — a diff that does not apply, invalid output, failing
+tests — becomes feedback for the next cycle; what broke — an engine failure, a timeout, a full disk
+— ends the task `failed` with the reason and a report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from breakingwind.agents.coder import CoderOutput, write_code
+from breakingwind.agents.planner import make_plan
+from breakingwind.agents.preprocessor import preprocess
+from breakingwind.agents.reviewer import Review, ReviewDraft, ReviewTestResults, review_changes
+from breakingwind.config import ProjectSettings, Settings
+from breakingwind.diffs import apply_file_changes
+from breakingwind.engine import Engine
+from breakingwind.errors import (
+    BreakingWindError,
+    DiffError,
+    InvalidRequest,
+    SandboxViolation,
+    StoreError,
+    StructuredOutputError,
+    TaskConflict,
+    ToolError,
+)
+from breakingwind.media import PreprocessorInput
+from breakingwind.store import TaskStore
+from breakingwind.tasks import FinalReport, Iteration, TaskState, TestSummary, WorkflowOptions
+from breakingwind.tools.registry import ToolRegistry, build_registry
+from breakingwind.tools.run_tests import RunTestsResult
+from breakingwind.tools.sandbox import Sandbox
+from breakingwind.workspace import (
+    Workspace,
+    apply_to_project,
+    create_workspace,
+    project_fingerprint,
+)
+
+log = logging.getLogger(__name__)
+TOKEN_FLUSH_S = 0.25
+TOKEN_FLUSH_CHARS = 2000
+
+
+class Pipeline:
+    """Runs workflows as asyncio tasks; state lives in the store, models in the engine."""
+
+    def __init__(self, settings: Settings, engine: Engine, store: TaskStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancelling: set[str] = set()
+        self._registries: dict[Path, ToolRegistry] = {}
+        self._workspaces: dict[str, Workspace] = {}
+        self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
+            "preprocess": self._preprocess,
+            "plan": self._plan,
+            "code": self._code,
+            "review": self._review,
+        }
+
+    # --- control -------------------------------------------------------------------------
+
+    def submit(
+        self, user_input: str, project: Path | None = None, options: WorkflowOptions | None = None
+    ) -> TaskState:
+        """Create a task and start it; returns at once."""
+        root = (project or self.settings.project.root).expanduser().resolve()
+        if not root.is_dir():
+            raise InvalidRequest(f"project {root} is not a folder", param="project")
+        if not user_input.strip():
+            raise InvalidRequest("the task is empty", param="input")
+        state = self.store.create(user_input, root, options or WorkflowOptions())
+        self._start(state.task_id)
+        return state
+
+    def resume_unfinished(self) -> list[str]:
+        """Restart every task that was running when the daemon stopped."""
+        resumed = []
+        for state in self.store.unfinished():
+            self.store.add_event(state.task_id, "resumed", {"stage": state.current_stage})
+            self._start(state.task_id)
+            resumed.append(state.task_id)
+        return resumed
+
+    async def cancel(self, task_id: str) -> TaskState:
+        state = self.store.get(task_id)
+        if state.finished:
+            raise TaskConflict(f"task {task_id} already ended ({state.current_stage})")
+        task = self._running.get(task_id)
+        if task is None:
+            self._finish(state, "cancelled", "cancelled", {"stage": state.current_stage})
+        else:
+            self._cancelling.add(task_id)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return self.store.get(task_id)
+
+    async def apply(self, task_id: str) -> TaskState:
+        """Apply a completed task's diff to the project, if the project did not change since."""
+        state = self.store.get(task_id)
+        if state.current_stage != "complete" or state.final_output is None:
+            raise TaskConflict(f"task {task_id} is {state.current_stage}, not complete")
+        if state.final_output.applied_to_project:
+            raise TaskConflict(f"task {task_id}'s diff was already applied")
+        return await self._apply_final(state)
+
+    async def wait(self, task_id: str) -> TaskState:
+        task = self._running.get(task_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        return self.store.get(task_id)
+
+    async def shutdown(self) -> None:
+        """Stop running tasks without ending them: they resume at the next start."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, task_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(task_id), name=f"task-{task_id}")
+        self._running[task_id] = task
+        task.add_done_callback(lambda _: self._running.pop(task_id, None))
+
+    # --- the state machine ---------------------------------------------------------------
+
+    async def _run(self, task_id: str) -> None:
+        try:
+            while not (state := self.store.get(task_id)).finished:
+                limit = state.options.stage_timeout_s or self.settings.pipeline.stage_timeout_s
+                stage = state.current_stage
+                try:
+                    async with asyncio.timeout(limit):
+                        await self._stages[stage](state)
+                except TimeoutError:
+                    self._fail(self.store.get(task_id), f"stage {stage} timed out after {limit}s")
+        except asyncio.CancelledError:
+            if task_id in self._cancelling:
+                self._cancelling.discard(task_id)
+                state = self.store.get(task_id)
+                self._finish(state, "cancelled", "cancelled", {"stage": state.current_stage})
+            raise
+        except StoreError:
+            log.exception("task %s stopped: its state could not be saved", task_id)
+        except BreakingWindError as exc:
+            self._fail(self.store.get(task_id), f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.exception("task %s failed unexpectedly", task_id)
+            self._fail(self.store.get(task_id), f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _preprocess(self, state: TaskState) -> None:
+        self._started(state, "preprocess")
+        with TokenEvents(self.store, state.task_id, "preprocessor") as tokens:
+            result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
+            tokens.add(result.model_text)
+        self.store.commit(
+            state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
+        )
+
+    async def _plan(self, state: TaskState) -> None:
+        workspace, state = await self._workspace(state)
+        self._started(state, "plan")
+        history = self._failure_history(state) if state.escalations else []
+        with TokenEvents(self.store, state.task_id, "planner") as tokens:
+            plan = await make_plan(
+                self.engine,
+                self._registry(workspace.path),
+                self._task_text(state),
+                history,
+                self.settings.pipeline.planner_max_tool_calls,
+                self._tool_call_event(state, "planner"),
+                tokens.add,
+            )
+        self.store.commit(
+            state.model_copy(
+                update={
+                    "plan": plan,
+                    "plans": [*state.plans, plan],
+                    "current_stage": "code",
+                    "cycle": 0,
+                }
+            ),
+            "plan",
+            {"plan": plan.model_dump(mode="json"), "escalation": state.escalations},
+        )
+
+    async def _code(self, state: TaskState) -> None:
+        workspace, state = await self._workspace(state)
+        self._started(state, "code")
+        assert state.plan is not None
+        registry = self._registry(workspace.path)
+        output: CoderOutput | None = None
+        error: str | None = None
+        with TokenEvents(self.store, state.task_id, "coder") as tokens:
+            try:
+                output = await write_code(
+                    self.engine,
+                    registry,
+                    self._task_text(state),
+                    state.plan.model_dump_json(indent=1),
+                    state.plan.codebase_context.relevant_files,
+                    self._feedback(state),
+                    len(state.code_iterations) + 1,
+                    self.settings.pipeline.coder_max_tool_calls,
+                    self._tool_call_event(state, "coder"),
+                    tokens.add,
+                )
+            except StructuredOutputError as exc:
+                error = f"your reply was not valid JSON for the required schema: {exc}"
+        applied = ""
+        if output is not None:
+            changes = [(change.path, change.diff) for change in output.files_modified]
+            try:
+                result = await asyncio.to_thread(
+                    apply_file_changes, self._sandbox(workspace), changes
+                )
+                applied = "\n".join(diff for _, diff in changes)
+                files = result.files
+            except DiffError as exc:
+                error, files = f"the diff did not apply: {exc}", []
+        iteration = Iteration(
+            cycle=state.cycle + 1,
+            escalation=state.escalations,
+            output=output,
+            applied=error is None,
+            diff=applied,
+            error=error,
+        )
+        event = {
+            "iteration": len(state.code_iterations) + 1,
+            "applied": error is None,
+            "files": files if error is None else [],
+            "error": error,
+        }
+        state = state.model_copy(update={"code_iterations": [*state.code_iterations, iteration]})
+        if error is None:
+            self.store.commit(state.model_copy(update={"current_stage": "review"}), "diff", event)
+            return
+        self.store.add_event(state.task_id, "diff", event)
+        self._rejected(
+            state.model_copy(update={"cycle": state.cycle + 1}), [error], escalate_now=False
+        )
+
+    async def _review(self, state: TaskState) -> None:
+        workspace, state = await self._workspace(state)
+        self._started(state, "review")
+        tests = await self._run_tests(workspace)
+        self.store.add_event(state.task_id, "test_results", tests.model_dump(mode="json"))
+        diff = await asyncio.to_thread(workspace.diff)
+        assert state.plan is not None
+        with TokenEvents(self.store, state.task_id, "reviewer") as tokens:
+            try:
+                draft = await review_changes(
+                    self.engine,
+                    self._task_text(state),
+                    state.plan.model_dump_json(indent=1),
+                    diff,
+                    _tests_report(tests),
+                    tokens.add,
+                )
+            except StructuredOutputError as exc:
+                draft = ReviewDraft(
+                    review_status="changes_requested",
+                    issues_found=[f"the review could not be read: {exc}"],
+                )
+        review = _checked_review(draft, tests)
+        state = state.model_copy(
+            update={
+                "review_results": [*state.review_results, review],
+                "test_results": [*state.test_results, tests],
+            }
+        )
+        if review.review_status == "approved":
+            report = FinalReport(
+                summary=_summary(state, review),
+                diff=diff,
+                test_results=tests,
+                open_issues=review.recommendations,
+            )
+            state = state.model_copy(update={"final_output": report})
+            self._finish(
+                state,
+                "complete",
+                "completed",
+                {"report": report.model_dump(mode="json")},
+                review_event=review,
+            )
+            if state.options.apply:
+                await self._apply_final(self.store.get(state.task_id))
+            return
+        self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
+        issues = review.issues_found + ([review.next_iteration] if review.next_iteration else [])
+        self._rejected(
+            state.model_copy(update={"cycle": state.cycle + 1}),
+            issues,
+            escalate_now=review.review_status == "escalate",
+        )
+
+    # --- transitions ---------------------------------------------------------------------
+
+    def _rejected(self, state: TaskState, issues: list[str], escalate_now: bool) -> None:
+        """A cycle ended without approval: code again, escalate once, or fail with a report."""
+        limit = state.options.max_review_cycles or self.settings.pipeline.max_review_cycles
+        if state.cycle < limit and not escalate_now:
+            self.store.commit(state.model_copy(update={"current_stage": "code"}))
+            return
+        if state.escalations == 0:
+            reason = (
+                f"{state.cycle} cycles without approval"
+                if not escalate_now
+                else "the reviewer asked for a new plan"
+            )
+            self.store.commit(
+                state.model_copy(update={"current_stage": "plan", "escalations": 1, "cycle": 0}),
+                "escalated",
+                {"reason": reason, "issues": issues},
+            )
+            return
+        self._fail(
+            state, f"no approved change after {state.cycle} cycles and one escalation", issues
+        )
+
+    def _fail(self, state: TaskState, reason: str, issues: list[str] | None = None) -> None:
+        best = max(
+            (i for i, t in enumerate(state.test_results)),
+            key=lambda i: state.test_results[i].passed - state.test_results[i].failed,
+            default=None,
+        )
+        report = FinalReport(
+            summary=f"Failed: {reason}",
+            diff=self._best_diff(state, best),
+            test_results=state.test_results[best] if best is not None else None,
+            open_issues=issues or [i for r in state.review_results[-1:] for i in r.issues_found],
+        )
+        state = state.model_copy(update={"final_output": report, "error_message": reason})
+        self._finish(
+            state, "failed", "failed", {"error": reason, "report": report.model_dump(mode="json")}
+        )
+
+    def _finish(
+        self,
+        state: TaskState,
+        stage: str,
+        event: str,
+        data: dict[str, Any],
+        review_event: Review | None = None,
+    ) -> None:
+        if review_event is not None:
+            self.store.add_event(state.task_id, "review", review_event.model_dump(mode="json"))
+        self.store.commit(state.model_copy(update={"current_stage": stage}), event, data)
+
+    def _started(self, state: TaskState, stage: str) -> None:
+        self.store.add_event(
+            state.task_id,
+            "stage_started",
+            {
+                "stage": stage,
+                "cycle": state.cycle + (1 if stage in ("code", "review") else 0),
+                "escalation": state.escalations,
+            },
+        )
+
+    async def _apply_final(self, state: TaskState) -> TaskState:
+        assert state.final_output is not None and state.base_fingerprint is not None
+        await asyncio.to_thread(
+            apply_to_project, Path(state.project), state.final_output.diff, state.base_fingerprint
+        )
+        report = state.final_output.model_copy(update={"applied_to_project": True})
+        self.store.commit(state.model_copy(update={"final_output": report}))
+        return self.store.get(state.task_id)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _workspace(self, state: TaskState) -> tuple[Workspace, TaskState]:
+        """The task's workspace; made on first use, rebuilt (snapshot + the diffs recorded as
+        applied under the current plan) after a restart, so it matches the recorded state."""
+        if state.task_id in self._workspaces:
+            return self._workspaces[state.task_id], state
+        project = Path(state.project)
+        if state.base_fingerprint is None:
+            fingerprint = await asyncio.to_thread(project_fingerprint, project)
+            state = state.model_copy(update={"base_fingerprint": fingerprint})
+        parent = self.settings.storage.data_dir / "workspaces"
+        workspace = await asyncio.to_thread(create_workspace, project, parent, state.task_id)
+        for iteration in state.code_iterations:
+            if iteration.applied and iteration.escalation == state.escalations and iteration.output:
+                changes = [(c.path, c.diff) for c in iteration.output.files_modified]
+                await asyncio.to_thread(apply_file_changes, self._sandbox(workspace), changes)
+        state = state.model_copy(update={"workspace": str(workspace.path)})
+        self.store.commit(state)
+        self._workspaces[state.task_id] = workspace
+        return workspace, state
+
+    def _registry(self, root: Path) -> ToolRegistry:
+        if root not in self._registries:
+            settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
+            self._registries[root] = build_registry(settings)
+        return self._registries[root]
+
+    def _sandbox(self, workspace: Workspace) -> Sandbox:
+        return Sandbox.create(workspace.path, self.settings.tools)
+
+    async def _run_tests(self, workspace: Workspace) -> TestSummary:
+        try:
+            result = await self._registry(workspace.path).call("run_tests", {"workspace": "."})
+        except (ToolError, SandboxViolation) as exc:
+            return TestSummary(
+                runner="none",
+                passed=0,
+                failed=0,
+                errors=0,
+                skipped=0,
+                total=0,
+                timed_out=False,
+                coverage_percent=None,
+                failures=[f"the tests could not be run: {exc}"],
+            )
+        assert isinstance(result, RunTestsResult)
+        return TestSummary(
+            runner=result.runner,
+            passed=result.passed,
+            failed=result.failed,
+            errors=result.errors,
+            skipped=result.skipped,
+            total=result.total,
+            timed_out=result.timed_out,
+            coverage_percent=result.coverage_percent,
+            failures=[f"{f.name}: {f.message}"[:500] for f in result.failures[:10]],
+        )
+
+    def _tool_call_event(
+        self, state: TaskState, agent: str
+    ) -> Callable[[str, dict[str, Any], bool, str], Awaitable[None]]:
+        async def record(name: str, arguments: dict[str, Any], ok: bool, summary: str) -> None:
+            self.store.add_event(
+                state.task_id,
+                "tool_call",
+                {
+                    "agent": agent,
+                    "name": name,
+                    "arguments": arguments,
+                    "ok": ok,
+                    "summary": summary,
+                },
+            )
+
+        return record
+
+    @staticmethod
+    def _task_text(state: TaskState) -> str:
+        return state.preprocessed_text or state.user_input
+
+    @staticmethod
+    def _feedback(state: TaskState) -> str | None:
+        """What the coder should fix: the last apply error, or the last review and tests."""
+        current = [i for i in state.code_iterations if i.escalation == state.escalations]
+        if current and current[-1].error:
+            return current[-1].error
+        if state.review_results and current:
+            review, tests = state.review_results[-1], state.test_results[-1]
+            lines = [*review.issues_found, *review.recommendations]
+            if review.next_iteration:
+                lines.append(review.next_iteration)
+            lines += [f"failing test: {f}" for f in tests.failures]
+            return "\n".join(f"- {line}" for line in lines) or None
+        return None
+
+    @staticmethod
+    def _failure_history(state: TaskState) -> list[str]:
+        history = [i.error for i in state.code_iterations if i.error]
+        history += [issue for review in state.review_results for issue in review.issues_found]
+        return [h[:400] for h in history if h]
+
+    def _best_diff(self, state: TaskState, best: int | None) -> str:
+        live = self._workspaces.get(state.task_id)
+        if live is None:
+            return ""
+        try:
+            return live.diff()
+        except BreakingWindError:
+            return ""
+
+
+class TokenEvents:
+    """Collects an agent's generated text and records it as `token` events in batches."""
+
+    def __init__(self, store: TaskStore, task_id: str, agent: str) -> None:
+        self.store, self.task_id, self.agent = store, task_id, agent
+        self._buffer: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self._buffer.append(text)
+        self._size += len(text)
+        if self._size >= TOKEN_FLUSH_CHARS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(TOKEN_FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._buffer:
+            text, self._buffer, self._size = "".join(self._buffer), [], 0
+            self.store.add_event(self.task_id, "token", {"agent": self.agent, "text": text})
+
+    def __enter__(self) -> TokenEvents:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.flush()
+
+
+def _checked_review(draft: ReviewDraft, tests: TestSummary) -> Review:
+    """The review with the real test counts; approval needs green tests, whatever the model says."""
+    overridden = None
+    status = draft.review_status
+    if status == "approved" and not tests.green:
+        status = "changes_requested"
+        overridden = f"approval withdrawn: {tests.failed} failed, {tests.errors} errors" + (
+            ", timed out" if tests.timed_out else ""
+        )
+    return Review(
+        **{**draft.model_dump(), "review_status": status},
+        test_results=ReviewTestResults(
+            passed=tests.passed, failed=tests.failed + tests.errors, coverage=tests.coverage_percent
+        ),
+        overridden=overridden,
+    )
+
+
+def _tests_report(tests: TestSummary) -> str:
+    lines = [
+        f"runner {tests.runner}: {tests.passed} passed, {tests.failed} failed,"
+        f" {tests.errors} errors, {tests.skipped} skipped"
+        + (" (timed out)" if tests.timed_out else "")
+    ]
+    lines += [f"- {failure}" for failure in tests.failures]
+    return "\n".join(lines)
+
+
+def _summary(state: TaskState, review: Review) -> str:
+    steps = [item.description for item in state.plan.task_breakdown] if state.plan else []
+    tests = review.test_results
+    lines = [
+        f"Approved after {len(state.code_iterations)} coder iteration(s);"
+        f" tests: {tests.passed} passed, {tests.failed} failed."
+    ]
+    lines += [f"- {step}" for step in steps]
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Task state and events: what the pipeline records, persists and streams.
+
+The agents' output schemas (Plan, CoderOutput, Review) live with their agents; TaskState holds
+them as they were produced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from breakingwind.agents.coder import CoderOutput
+from breakingwind.agents.planner import Plan
+from breakingwind.agents.reviewer import Review
+
+Stage = Literal["preprocess", "plan", "code", "review", "complete", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
+EventType = Literal[
+    "task_created",
+    "stage_started",
+    "token",
+    "tool_call",
+    "plan",
+    "diff",
+    "test_results",
+    "review",
+    "escalated",
+    "completed",
+    "failed",
+    "cancelled",
+    "resumed",
+]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkflowOptions(BaseModel):
+    """Per-task overrides; unset fields take the configured pipeline settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_review_cycles: int | None = Field(None, ge=1, le=20)
+    stage_timeout_s: float | None = Field(None, gt=0, le=3600)
+    apply: bool = Field(False, description="Apply the final diff to the project when approved.")
+
+
+class TestSummary(BaseModel):
+    """The real result of running the project's tests (from run_tests, never from a model)."""
+
+    __test__ = False  # not a pytest test class
+
+    runner: str
+    passed: int
+    failed: int
+    errors: int
+    skipped: int
+    total: int
+    timed_out: bool
+    coverage_percent: float | None
+    failures: list[str] = Field(default_factory=list)
+
+    @property
+    def green(self) -> bool:
+        return self.failed == 0 and self.errors == 0 and not self.timed_out
+
+
+class Iteration(BaseModel):
+    """One coder pass: its output, whether its diffs applied, and the error if not."""
+
+    cycle: int
+    escalation: int
+    output: CoderOutput | None
+    applied: bool
+    diff: str = ""  # the diffs exactly as applied to the workspace
+    error: str | None = None
+
+
+class FinalReport(BaseModel):
+    summary: str
+    diff: str
+    test_results: TestSummary | None
+    open_issues: list[str] = Field(default_factory=list)
+    applied_to_project: bool = False
+
+
+class TaskState(BaseModel):
+    task_id: str
+    user_input: str
+    project: str
+    options: WorkflowOptions = Field(default_factory=WorkflowOptions)
+    current_stage: Stage = "preprocess"
+    preprocessed_text: str | None = None
+    plan: Plan | None = None
+    plans: list[Plan] = Field(default_factory=list)
+    code_iterations: list[Iteration] = Field(default_factory=list)
+    review_results: list[Review] = Field(default_factory=list)
+    test_results: list[TestSummary] = Field(default_factory=list)
+    cycle: int = 0  # coder/reviewer cycles under the current plan
+    escalations: int = 0
+    workspace: str | None = None
+    base_fingerprint: str | None = None
+    final_output: FinalReport | None = None
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+    @property
+    def finished(self) -> bool:
+        return self.current_stage in TERMINAL
+
+
+class Event(BaseModel):
+    """One entry of a task's event stream; `seq` is its SSE id (per task, from 1)."""
+
+    task_id: str
+    seq: int
+    type: EventType
+    data: dict[str, Any]
+    created_at: datetime = Field(default_factory=now)

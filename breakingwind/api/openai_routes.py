@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from breakingwind.agents.preprocessor import render_material
 from breakingwind.api.errors import sse_error
+from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -21,7 +21,6 @@ from starlette.routing import Route
 
 from breakingwind.agents.preprocessor import render_material
 from breakingwind.api.errors import sse_error
-from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -30,6 +29,7 @@ from breakingwind.api.openai_schemas import (
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
 )
+from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS, data_line, parse_json_body
 from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
 from breakingwind.engine.grammars import JSON_OBJECT_GRAMMAR, json_schema_grammar

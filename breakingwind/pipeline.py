@@ -170,6 +170,8 @@ class Pipeline:
 
     async def _plan(self, state: TaskState) -> None:
         workspace, state = await self._workspace(state)
+        if state.escalations:
+            await asyncio.to_thread(workspace.reset)  # a new plan starts from the snapshot
         self._started(state, "plan")
         history = self._failure_history(state) if state.escalations else []
         with TokenEvents(self.store, state.task_id, "planner") as tokens:

@@ -67,6 +67,6 @@ async def write_code(
     )
     messages.append({"role": "user", "content": render_prompt("coder_answer.md")})
     draft = await generate_structured(
-        engine, AGENT, messages, CoderDraft, max_tokens=1536, temperature=0.0, on_delta=on_delta
+        engine, AGENT, messages, CoderDraft, temperature=0.0, on_delta=on_delta
     )
     return CoderOutput(**draft.model_dump(), iteration=iteration)

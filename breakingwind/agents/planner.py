@@ -64,5 +64,5 @@ async def make_plan(
     )
     messages.append({"role": "user", "content": render_prompt("planner_answer.md")})
     return await generate_structured(
-        engine, AGENT, messages, Plan, max_tokens=1024, temperature=0.0, on_delta=on_delta
+        engine, AGENT, messages, Plan, temperature=0.0, on_delta=on_delta
     )

@@ -65,5 +65,5 @@ async def review_changes(
         },
     ]
     return await generate_structured(
-        engine, AGENT, messages, ReviewDraft, max_tokens=768, temperature=0.0, on_delta=on_delta
+        engine, AGENT, messages, ReviewDraft, temperature=0.0, on_delta=on_delta
     )

@@ -66,6 +66,7 @@ async def event_stream_items(
     finally:
         if pending is not None:
             pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
         await events.aclose()
 
 

@@ -323,3 +323,75 @@ def mcp(ctx: click.Context, stdio: bool) -> None:
         click.echo(f"breakingwind: {exc}", err=True)
         sys.exit(1)
     server.run("stdio")
+
+
+@main.command()
+@click.argument("task")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Project folder (default: project.root).",
+)
+@click.option("--apply", "apply_", is_flag=True, help="Apply the final diff when approved.")
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Coder/reviewer cycles per plan (default: pipeline.max_review_cycles).",
+)
+@click.option("--local", is_flag=True, help="Run in this process even if a daemon is running.")
+@click.option("--tokens", is_flag=True, help="Also print the agents' text as it is generated.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    task: str,
+    project: Path | None,
+    apply_: bool,
+    cycles: int | None,
+    local: bool,
+    tokens: bool,
+) -> None:
+    """Run one workflow on TASK with live progress; prints the final diff. Exit 1 unless it
+    completed."""
+    from breakingwind.runner import run_workflow
+    from breakingwind.tasks import WorkflowOptions
+
+    settings = _settings(ctx)
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    options = WorkflowOptions(apply=apply_, max_review_cycles=cycles)
+    try:
+        state = run_workflow(
+            settings,
+            task,
+            (project or settings.project.root).resolve(),
+            options,
+            lambda text: click.echo(text, nl=False),
+            local,
+            tokens,
+        )
+    except BreakingWindError as exc:
+        _fail(exc)
+    sys.exit(0 if state.current_stage == "complete" else EXIT_FAILED)
+
+
+@main.command("eval")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Run only the first N tasks.")
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Coder/reviewer cycles per plan (default: pipeline.max_review_cycles).",
+)
+@click.pass_context
+def eval_command(ctx: click.Context, limit: int | None, cycles: int | None) -> None:
+    """Run the coding tasks of evals/ through the pipeline; a hidden test decides each one."""
+    import asyncio
+
+    from breakingwind.evals import load_eval_tasks, run_evals
+    from breakingwind.tasks import WorkflowOptions
+
+    settings = _settings(ctx)
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    tasks = load_eval_tasks()[:limit]
+    asyncio.run(run_evals(settings, tasks, WorkflowOptions(max_review_cycles=cycles), click.echo))

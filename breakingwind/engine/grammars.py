@@ -17,14 +17,33 @@ JSON_OBJECT_GRAMMAR = JSON_GBNF
 _LAX_CHAR = 'char ::= [^"\\\\]'
 _STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 _ROOT_RULE = re.compile(r"^root ::=", re.MULTILINE)
+_CLASS_ESCAPE = re.compile(r"\\[wdsWDS]")
 
 
 def json_schema_grammar(schema: dict[str, Any], root_name: str = "root") -> str:
-    """A grammar for JSON matching `schema`; its top rule is named `root_name`."""
+    """A grammar for JSON matching `schema`; its top rule is named `root_name`.
+
+    Regex patterns using class escapes (\\w, \\d, \\s) are left out of the grammar: the
+    converter copies them into GBNF, which has no such escapes, and llama.cpp would refuse the
+    whole grammar. The output is still validated against the full schema afterwards.
+    """
+    schema = _without_unsupported_patterns(schema)
     grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LAX_CHAR, _STRICT_CHAR)
     if root_name != "root":
         grammar = _ROOT_RULE.sub(f"{root_name} ::=", grammar)
     return grammar
+
+
+def _without_unsupported_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _without_unsupported_patterns(value)
+            for key, value in node.items()
+            if not (key == "pattern" and isinstance(value, str) and _CLASS_ESCAPE.search(value))
+        }
+    if isinstance(node, list):
+        return [_without_unsupported_patterns(item) for item in node]
+    return node
 
 
 def gbnf_literal(text: str) -> str:

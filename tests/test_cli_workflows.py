@@ -1,0 +1,60 @@
+"""`breakingwind run` and `breakingwind eval` as a user runs them (subprocesses, real model)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.pipeline_fixtures import CALC, TASK, make_project
+from tests.test_pipeline_e2e import daemon_config
+
+
+def test_run_prints_progress_and_the_outcome(
+    tmp_path: Path, free_port: int, clean_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    config = daemon_config(tmp_path, project, free_port)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "breakingwind",
+            "--config",
+            str(config),
+            "run",
+            TASK,
+            "--project",
+            str(project),
+            "--local",
+            "--cycles",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=clean_env,
+    )
+    assert "▶ preprocess" in proc.stdout and "▶ plan" in proc.stdout
+    assert re.search(r"\(task [0-9a-f]{16}\)", proc.stdout)
+    assert proc.returncode == (0 if "Approved after" in proc.stdout else 1)
+    assert (project / "calc.py").read_text() == CALC  # no --apply, no change
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_reports_solved_over_total(
+    tmp_path: Path, free_port: int, clean_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    config = daemon_config(tmp_path, project, free_port)
+    proc = subprocess.run(
+        [sys.executable, "-m", "breakingwind", "--config", str(config), "eval", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=clean_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^calc_add: (SOLVED|not solved) \(\w+, [\d.]+s\)", proc.stdout, re.M)
+    assert re.search(r"^solved [01]/1, mean [\d.]+s per task$", proc.stdout, re.M)

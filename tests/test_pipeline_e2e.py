@@ -1,0 +1,158 @@
+"""The whole pipeline on the real embedded model: mechanics, not quality.
+
+A 135M model cannot fix code; these tests check that a real workflow runs every stage it reaches
+in order, ends in a terminal state within its limits, keeps the developer's tree untouched, writes
+everything to SQLite, and survives the daemon being killed mid-task.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import write_config
+from tests.pipeline_fixtures import CALC, TASK, make_project
+from tests.test_workflow_api import parse_sse
+
+# Small budgets keep a full workflow of the tiny model to a few tens of seconds.
+FAST = """
+[pipeline]
+max_review_cycles = 1
+stage_timeout_s = 120
+planner_max_tool_calls = 1
+coder_max_tool_calls = 0
+"""
+AGENT = """
+[{agent}]
+model = "missing-{agent}.gguf"
+n_ctx = 2048
+max_tokens = 160
+threads = 2
+"""
+
+
+def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
+    agents = "".join(
+        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
+    )
+    return write_config(
+        tmp_path,
+        f"""
+[server]
+port = {port}
+[storage]
+data_dir = "data"
+[project]
+root = "{project}"
+[engine]
+models_dir = "models"
+{FAST}{agents}""",
+    )
+
+
+class Daemon:
+    def __init__(self, config: Path, port: int, env: dict[str, str]) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the daemon exited"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the daemon never became ready")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def test_real_workflow_runs_to_a_terminal_state(
+    tmp_path: Path, free_port: int, clean_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    daemon = Daemon(daemon_config(tmp_path, project, free_port), free_port, clean_env)
+    try:
+        response = httpx.post(f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=600)
+    finally:
+        daemon.stop()
+    events = parse_sse(response.text)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "task_created" and kinds[-1] in ("completed", "failed")
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    stages = [e["data"]["stage"] for e in events if e["event"] == "stage_started"]
+    assert stages[:2] == ["preprocess", "plan"], events[-1]  # in order, from the start
+    assert "token" in kinds  # the agents' text streamed
+    for event in events:
+        if event["event"] == "test_results":  # counts come from the real run of 2 tests
+            assert event["data"]["runner"] == "pytest" and event["data"]["total"] >= 2
+    assert (project / "calc.py").read_text() == CALC  # never touched without apply
+    db = sqlite3.connect(tmp_path / "data" / "breakingwind.sqlite3")
+    (stage,) = db.execute("SELECT stage FROM tasks").fetchone()
+    stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert stage in ("complete", "failed") and stored == len(events)
+
+
+def test_killed_daemon_resumes_the_task_with_its_history_intact(
+    tmp_path: Path, free_port: int, clean_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    config = daemon_config(tmp_path, project, free_port)
+    daemon = Daemon(config, free_port, clean_env)
+    seen: list[dict] = []
+    try:
+        with httpx.stream(
+            "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=600
+        ) as response:
+            task_id = response.headers["x-task-id"]
+            block: list[str] = []
+            for line in response.iter_lines():
+                if line:
+                    block.append(line)
+                    continue
+                if block and not block[0].startswith(":"):
+                    seen += parse_sse("\n".join(block))
+                block = []
+                if any(
+                    e["event"] == "stage_started" and e["data"]["stage"] == "plan" for e in seen
+                ):
+                    daemon.kill()  # mid-task, no warning
+                    break
+    finally:
+        daemon.stop()
+    database = tmp_path / "data" / "breakingwind.sqlite3"
+    assert sqlite3.connect(database).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    restarted = Daemon(config, free_port, clean_env)
+    try:
+        history = parse_sse(
+            httpx.get(f"{restarted.url}/api/task/{task_id}/events", timeout=600).text
+        )
+        state = httpx.get(f"{restarted.url}/api/task/{task_id}").json()
+    finally:
+        restarted.stop()
+    assert [e["id"] for e in history] == list(range(1, len(history) + 1))
+    assert history[: len(seen)] == seen  # everything a client saw is still there, unchanged
+    assert "resumed" in [e["event"] for e in history]
+    assert state["current_stage"] in ("complete", "failed")
+    assert history[-1]["event"] in ("completed", "failed")
+    assert (project / "calc.py").read_text() == CALC

@@ -33,7 +33,6 @@ AGENT = """
 model = "missing-{agent}.gguf"
 n_ctx = 2048
 max_tokens = 160
-threads = 2
 """
 
 

@@ -613,3 +613,46 @@ def test_metrics_expose_requests_and_model_state(server: LiveServer) -> None:
     assert 'breakingwind_model_state{agent="coder",state="ready"} 1.0' in text
     assert "breakingwind_model_queue_depth" in text
     assert "breakingwind_model_decode_tokens_per_second" in text
+
+
+def test_connect_and_drop_cycles_leak_nothing(server: LiveServer, engine: Engine) -> None:
+    import threading
+
+    import psutil
+
+    body = {
+        "model": "breakingwind-coder",
+        "stream": True,
+        "max_tokens": 200,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Write a story."}],
+    }
+
+    def cycle(client: httpx.Client) -> None:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            data = (line for line in response.iter_lines() if line.startswith("data: "))
+            first, second = next(data), next(data, "")
+            assert '"role"' in first and '"content"' in second, (response.status_code, second)
+            # a token arrived; now hang up
+
+    process = psutil.Process()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for _ in range(20):  # warm up allocator and caches
+            cycle(client)
+        threads, rss = threading.active_count(), process.memory_info().rss
+        before = engine.worker("coder").tokens_generated
+        for _ in range(200):
+            cycle(client)
+        reply = client.post(
+            "/v1/chat/completions",
+            json={"model": "breakingwind-coder", "messages": HELLO, "max_tokens": 2},
+        )
+    assert reply.status_code == 200
+    assert threading.active_count() <= threads
+    assert process.memory_info().rss - rss < 64 * 1024 * 1024
+    # each dropped stream stopped within a few tokens, not at its 200
+    assert engine.worker("coder").tokens_generated - before < 200 * 20
+    deadline = time.monotonic() + 5  # the worker marks itself idle just after its last reply
+    while engine.status()["coder"].busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.status()["coder"].queue_depth == 0 and not engine.status()["coder"].busy

@@ -67,9 +67,9 @@ class Context:
     _probes: dict[str, dict[str, Any] | DaemonError] = field(
         default_factory=dict, init=False, repr=False
     )
-    _ggufs: dict[Path, GGUFInfo | InvalidModelFile] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    # GGUF headers by path; parsing one takes seconds (the vocabulary), so a caller that checks
+    # several configurations of the same files (the tests) may share one cache.
+    gguf_cache: dict[Path, GGUFInfo | InvalidModelFile] = field(default_factory=dict, repr=False)
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -94,12 +94,12 @@ class Context:
 
     def gguf(self, path: Path) -> GGUFInfo | InvalidModelFile:
         """`inspect_gguf(path)`, or the reason it is not a usable model, cached by path."""
-        if path not in self._ggufs:
+        if path not in self.gguf_cache:
             try:
-                self._ggufs[path] = inspect_gguf(path)
+                self.gguf_cache[path] = inspect_gguf(path)
             except InvalidModelFile as exc:
-                self._ggufs[path] = exc
-        return self._ggufs[path]
+                self.gguf_cache[path] = exc
+        return self.gguf_cache[path]
 
     def probe(self, url: str | None = None) -> dict[str, Any] | DaemonError:
         """The /health document of the daemon at `url`, or why there is none; cached by URL."""

@@ -15,7 +15,7 @@ import psutil
 
 from breakingwind.checks.context import Context, Result, fail, ok, warn
 from breakingwind.errors import ServiceError
-from breakingwind.service import Platform
+from breakingwind.service import Platform, platform_for, service_spec
 
 
 def check_port(ctx: Context) -> Iterator[Result]:
@@ -121,8 +121,6 @@ def check_database(ctx: Context) -> Iterator[Result]:
 
 def check_service(ctx: Context) -> Iterator[Result]:
     """The background service, when installed: current, and running (never FAIL: it is optional)."""
-    from breakingwind.service import platform_for
-
     try:
         manager = platform_for(sys.platform, ctx.home)
     except ServiceError:
@@ -141,7 +139,7 @@ def check_service(ctx: Context) -> Iterator[Result]:
         )
         return
     if manager.run(manager.status_command()).returncode == 0:
-        yield ok(f"{manager.name} service installed at {path} and running")
+        yield ok(f"{manager.name} service installed at {path} and active")
     else:
         yield warn(
             f"{manager.name} service installed at {path} but not running",
@@ -150,8 +148,6 @@ def check_service(ctx: Context) -> Iterator[Result]:
 
 
 def _stale_service(ctx: Context, manager: Platform, path: Path) -> str:
-    from breakingwind.service import service_spec
-
     try:
         expected = manager.render(service_spec(ctx.settings))
     except ServiceError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -21,6 +21,9 @@ from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.errors import DaemonError, InvalidModelFile
 from breakingwind.hardware import Hardware, detect_hardware
 from breakingwind.models import Manifest, ResolvedModel, load_manifest, resolve_agent_models
+
+if TYPE_CHECKING:
+    from breakingwind.tools.registry import ToolRegistry
 
 GIB = 1024**3
 
@@ -88,6 +91,13 @@ class Context:
         from breakingwind.engine.worker import compiled_backend  # imports llama_cpp
 
         return compiled_backend()
+
+    @cached_property
+    def tools(self) -> ToolRegistry:
+        """The tool registry for these settings (raises when the project root is unusable)."""
+        from breakingwind.tools.registry import build_registry
+
+        return build_registry(self.settings)
 
     def client(self, url: str | None = None) -> DaemonClient:
         return DaemonClient(url or self.url, self.settings.server.api_key)

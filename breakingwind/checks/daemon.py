@@ -9,7 +9,7 @@ from typing import Any
 
 from breakingwind import __version__
 from breakingwind.checks.context import Context, Result, Skipped, fail, ok, warn
-from breakingwind.errors import DaemonError, DaemonUnreachable
+from breakingwind.errors import BreakingWindError, DaemonError, DaemonUnreachable
 
 START_DAEMON = "`make run`, or `breakingwind service install` to run it in the background"
 DAEMON_LOGS = "read the daemon's log: `breakingwind service logs` (or the terminal of `make run`)"
@@ -97,8 +97,17 @@ def check_mcp(ctx: Context) -> Iterator[Result]:
         return
     if not names:
         yield fail(f"MCP tools/list at {ctx.url}/mcp returned no tools", DAEMON_LOGS)
-    else:
-        yield ok(f"MCP tools/list at {ctx.url}/mcp: {len(names)} tools ({', '.join(names)})")
+        return
+    yield ok(f"MCP tools/list at {ctx.url}/mcp: {len(names)} tools ({', '.join(names)})")
+    try:
+        registry = [spec.name for spec in ctx.tools.specs()]
+    except BreakingWindError:
+        return  # `tools` reports why the registry does not build here
+    if sorted(registry) != sorted(names):
+        yield warn(
+            f"the daemon serves other tools than this version's registry ({', '.join(registry)})",
+            "restart the daemon (`breakingwind service install` restarts the service)",
+        )
 
 
 DAEMON_STATUS_FIXES = {

@@ -109,7 +109,10 @@ def test_fresh_install_warns_about_fallbacks_and_fails_nothing(
     assert daemon.detail == f"not running: nothing answers at http://127.0.0.1:{free_port}"
     assert set(report.skipped) == {"openai_api", "chat", "mcp"}
     checks = {r.check for r in report.results}
-    assert checks >= {"python", "packages", "backend", "memory", "port", "data_dir", "database"}
+    assert checks == {
+        *("python", "packages", "backend", "models", "memory", "port", "data_dir", "database"),
+        *("service", "tools", "daemon"),
+    }
     assert json.loads(proc.stdout)["ok"] is True
 
 
@@ -271,6 +274,15 @@ def test_data_dir_under_a_regular_file_fails(tmp_path: Path) -> None:
     assert result.status == Status.FAIL
     assert result.detail == f"{blocker / 'sub'} cannot be a folder: {blocker} is a file"
     assert result.fix is not None and "BREAKINGWIND_HOME" in result.fix
+
+
+def test_a_project_root_that_is_not_a_folder_fails(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-project"
+    settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(missing)})
+    [result] = run(settings, "tools")
+    assert result.status == Status.FAIL
+    assert result.detail.endswith(f"cannot start: project root {missing} is not a folder")
+    assert result.fix is not None and "BREAKINGWIND_PROJECT_ROOT" in result.fix
 
 
 def test_data_dir_probe_leaves_nothing_behind(tmp_path: Path) -> None:

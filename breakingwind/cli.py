@@ -304,6 +304,27 @@ def service_logs(ctx: click.Context, lines: int, follow: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--url", default=None, help="The daemon to probe (default: server.host:server.port).")
+@click.option("--skip-live", is_flag=True, help="Do not contact a running daemon.")
+@click.option("--verify", is_flag=True, help="Hash each model file against manifest.lock (slow).")
+@click.pass_context
+def doctor(
+    ctx: click.Context, as_json: bool, url: str | None, skip_live: bool, verify: bool
+) -> None:
+    """Check the install, the models, this machine and the running daemon: OK/WARN/FAIL, with the
+    fix for each problem. Exits 1 when any check FAILs."""
+    from breakingwind.checks.context import Context
+    from breakingwind.doctor import render_text, run_doctor
+
+    settings = _settings(ctx)
+    checked = Context(settings, url or settings.server.url, verify=verify)
+    report = run_doctor(checked, skip_live=skip_live)
+    click.echo(report.model_dump_json(indent=2) if as_json else render_text(report))
+    sys.exit(0 if report.ok else EXIT_FAILED)
+
+
+@main.command()
 @click.option("--stdio", is_flag=True, help="Serve MCP over stdin/stdout (for IDE clients).")
 @click.pass_context
 def mcp(ctx: click.Context, stdio: bool) -> None:

@@ -101,6 +101,12 @@ class ServerSettings(_Section):
         description="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut.",
     )
 
+    @property
+    def url(self) -> str:
+        """Where clients reach this server (a wildcard bind is reached over loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
 
 class StorageSettings(_Section):
     data_dir: Path = Field(

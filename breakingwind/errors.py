@@ -27,6 +27,8 @@
      │    ├── NotEnoughDisk        the files would not fit the free disk space (with the numbers)
      │    └── ChecksumMismatch     the downloaded bytes do not match the Hub's LFS sha256
      ├── ServiceError              the background service could not be installed or controlled
+     ├── DaemonError               a running daemon answered wrongly (`doctor`'s live checks)
+     │    └── DaemonUnreachable    nothing answers at its URL: not running
      ├── MediaError                audio or an image from a client cannot be used (HTTP 400)
      │    ├── UnsupportedMedia     not a format BreakingWind reads, or a source it will not open
      │    ├── MediaTooLarge        over a configured limit: bytes, seconds or pixels (HTTP 413)
@@ -206,6 +208,19 @@ class ChecksumMismatch(DownloadError):
 
 class ServiceError(BreakingWindError):
     """Installing, removing or querying the background service (launchd / systemd) failed."""
+
+
+class DaemonError(BreakingWindError):
+    """A running daemon answered a client request with an error; `status` is the HTTP status
+    (None when the failure was not an HTTP answer, e.g. an MCP protocol error)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnreachable(DaemonError):
+    """Nothing answers at the daemon's URL (connection refused): it is not running."""
 
 
 class MediaError(BreakingWindError):

@@ -27,6 +27,7 @@ import psutil
 from llama_cpp import Llama, LlamaGrammar
 from llama_cpp._internals import LlamaSampler
 
+from breakingwind.engine import llama_logs
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.engine.stops import StopMatcher
@@ -49,6 +50,7 @@ from breakingwind.errors import (
 )
 
 log = logging.getLogger(__name__)
+llama_logs.install()
 
 ModelState = Literal["loading", "ready", "failed"]
 T = TypeVar("T")

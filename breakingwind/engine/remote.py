@@ -136,7 +136,8 @@ class _Reply:
         if call.get("id"):
             entry["id"] = call["id"]
         if function.get("name"):
-            entry["name"] = entry.get("name", "") + function["name"]
+            # OpenAI names the function in the first chunk only; some servers repeat it.
+            entry.setdefault("name", function["name"])
         entry["arguments"] = entry.get("arguments", "") + (function.get("arguments") or "")
 
     def tool_calls(self) -> list[ToolCall]:

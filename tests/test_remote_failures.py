@@ -242,7 +242,7 @@ def test_cancelling_closes_the_request(
             await asyncio.sleep(0.01)
         return time.monotonic() - started
 
-    assert asyncio.run(cancel_after_two()) < 0.5
+    assert asyncio.run(cancel_after_two()) < 2
 
 
 def test_failures_over_http_are_typed_and_the_other_agents_keep_serving(

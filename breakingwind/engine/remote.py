@@ -284,10 +284,14 @@ class RemoteModel:
             await slots.acquire()
         finally:
             self._waiting -= 1
-        self._active += 1
-        self._jobs.add(job)
         reply = _Reply()
         started = time.monotonic()
+        if job.cancel.is_set():  # given up while it waited in line: send nothing
+            slots.release()
+            job.emit(self._result(job, reply, started, "cancelled"))
+            return
+        self._active += 1
+        self._jobs.add(job)
         request = loop.create_task(self._stream(job, reply))
         watcher = loop.create_task(_cancel_when_set(job, request))
         try:

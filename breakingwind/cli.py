@@ -44,8 +44,17 @@ def _fail(exc: BreakingWindError) -> NoReturn:
     sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
 
 
-def _agents(choice: str) -> list[str]:
-    return list(AGENT_NAMES) if choice == "all" else [choice]
+def _local_agents(settings: Settings, choice: str) -> list[str]:
+    """The agents `choice` names that load a local file; a remote agent has none to handle."""
+    agents = settings.agents()
+    if choice != "all" and agents[choice].is_remote:
+        click.echo(
+            f"breakingwind: {choice} runs on {agents[choice].base_url} (backend ="
+            f" {agents[choice].backend!r}); it has no local model file",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    return [name for name in AGENT_NAMES if choice in ("all", name) and not agents[name].is_remote]
 
 
 @click.group()
@@ -98,7 +107,8 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def models_list(ctx: click.Context, as_json: bool) -> None:
-    """Each agent's resolved model file, whether it is present, its size, who shares it."""
+    """Each agent's resolved model file, whether it is present, its size, who shares it; or the
+    server a remote agent runs on."""
     from breakingwind.models import load_manifest, resolve_agent_models
 
     settings = _settings(ctx)
@@ -123,10 +133,24 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
                 "shared_with": shared,
             }
         )
+    by_agent = {row["agent"]: {"backend": "local", **row} for row in rows}
+    for agent, agent_settings in settings.agents().items():
+        if agent_settings.is_remote:
+            by_agent[agent] = {
+                "agent": agent,
+                "backend": agent_settings.backend,
+                "base_url": agent_settings.base_url,
+                "model": agent_settings.model,
+            }
+    ordered = [by_agent[agent] for agent in AGENT_NAMES]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(ordered, indent=2))
         return
-    for row in rows:
+    for row in ordered:
+        if row["backend"] != "local":
+            click.echo(f"{row['agent']}:")
+            click.echo(f"  remote   {row['model']} at {row['base_url']} ({row['backend']})")
+            continue
         size = f"{row['size_bytes'] / 1024**3:.2f} GiB" if row["size_bytes"] else "-"
         source = (
             f"embedded default (configured {row['configured']} is missing)"
@@ -180,7 +204,9 @@ def models_pull(ctx: click.Context, agent: str, force: bool, verbose: bool) -> N
     if not verbose:
         hf_logging.set_verbosity_error()  # our own lines say what failed and what is retried
     try:
-        results = pull_models(settings, load_manifest(), _agents(agent), force=force, say=_say)
+        results = pull_models(
+            settings, load_manifest(), _local_agents(settings, agent), force=force, say=_say
+        )
     except BreakingWindError as exc:
         _fail(exc)
     for result in results:
@@ -204,7 +230,7 @@ def models_verify(ctx: click.Context, agent: str, as_json: bool) -> None:
 
     settings = _settings(ctx)
     try:
-        results = verify_models(settings, _agents(agent))
+        results = verify_models(settings, _local_agents(settings, agent))
     except BreakingWindError as exc:
         _fail(exc)
     if as_json:

@@ -21,16 +21,20 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from breakingwind.errors import ConfigError
 
@@ -158,11 +162,40 @@ class DownloadSettings(_Section):
     )
 
 
+Backend = Literal["local", "openai"]
+# Keys that only mean something for one kind of backend; setting one for the other is an error.
+LOCAL_ONLY_KEYS = ("n_gpu_layers", "n_batch", "chat_format", "threads")
+CREDENTIALS_IN_URL = "url_with_credentials"
+REMOTE_ONLY_KEYS = (
+    "base_url",
+    "api_key_env",
+    "connect_timeout_s",
+    "read_timeout_s",
+    "max_concurrent",
+    "retries",
+    "max_retry_wait_s",
+    "structured_output",
+)
+
+
 class AgentSettings(_Section):
-    model: str = Field(
-        min_length=1, description="GGUF file; relative names are looked up in models_dir."
+    backend: Backend = Field(
+        "local",
+        description="Where the model runs: 'local' (llama-cpp-python in this process) or 'openai'"
+        " (an OpenAI-compatible server at base_url: vLLM, llama-server, Ollama, another"
+        " BreakingWind). A remote agent never falls back to the embedded model.",
     )
-    n_ctx: int = Field(8192, ge=256, description="Context window in tokens.")
+    model: str = Field(
+        min_length=1,
+        description="local: the GGUF file (relative names are looked up in models_dir);"
+        " openai: the model id the server serves.",
+    )
+    n_ctx: int = Field(
+        8192,
+        ge=256,
+        description="Context window in tokens (openai: unset takes the server's context_length"
+        " or max_model_len from /v1/models when it offers one).",
+    )
     n_gpu_layers: int = Field(-1, ge=-1, description="Layers to offload; -1 = all when supported.")
     n_batch: int = Field(512, ge=1, description="Prompt tokens decoded per llama_decode call.")
     chat_format: str | None = Field(
@@ -172,6 +205,87 @@ class AgentSettings(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
+    base_url: str | None = Field(
+        None,
+        description="openai: the server's API root, e.g. http://gpu-box:8000/v1 (no credentials"
+        " in it: use api_key_env).",
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="openai: the NAME of the environment variable holding the API key, sent as a"
+        " Bearer token (the key itself never goes in this file). Unset: no key is sent.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            # Not echoed back: the input holds a credential.
+            raise PydanticCustomError(
+                CREDENTIALS_IN_URL, "must not hold credentials; name the key in api_key_env"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must be an http(s) URL such as http://gpu-box:8000/v1")
+        return url.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _not_a_settings_variable(cls, name: str | None) -> str | None:
+        if name is not None and name.startswith(ENV_PREFIX):
+            raise ValueError(f"{ENV_PREFIX}* variables are settings overrides; name another one")
+        return name
+
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="openai: time allowed to open a connection."
+    )
+    read_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="openai: longest silence allowed from the server (prefill of a long prompt"
+        " happens before the first byte).",
+    )
+    max_concurrent: int = Field(
+        4, ge=1, le=1024, description="openai: requests in flight at once; more wait in line."
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="openai: retries of a request the server answers 429/503."
+    )
+    max_retry_wait_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="openai: longest wait between retries; a longer Retry-After fails at once.",
+    )
+    structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="openai: how a JSON schema is sent: response_format json_schema (OpenAI,"
+        " vLLM, llama-server, Ollama), json_object with a schema (llama-cpp-python's server), or"
+        " not at all. The output is validated here either way.",
+    )
+    _api_key: SecretStr | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _keys_fit_the_backend(self) -> AgentSettings:
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError("base_url is required when backend = 'openai'")
+        unused = LOCAL_ONLY_KEYS if self.is_remote else REMOTE_ONLY_KEYS
+        wrong = sorted(self.model_fields_set.intersection(unused))
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} cannot be used with backend = {self.backend!r}")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.backend != "local"
+
+    def api_key(self) -> str | None:
+        """The key read from `api_key_env` by `load_settings` (never stored, logged or dumped)."""
+        return self._api_key.get_secret_value() if self._api_key else None
 
 
 VisionHandler = Literal[
@@ -386,10 +500,10 @@ def load_settings(
     """
     environ = os.environ if environ is None else environ
     path = config_path or _config_path_from(environ)
-    data: dict[str, Any] = {agent: dict(table) for agent, table in AGENT_DEFAULTS.items()}
-    _deep_merge(data, _read_toml(path) if path is not None else {})
+    data: dict[str, Any] = _read_toml(path) if path is not None else {}
     env_data, env_sources = _environment_overrides(environ)
     _deep_merge(data, env_data)
+    _add_local_defaults(data)
     try:
         # Environment paths were made absolute already, so anchoring only affects file values.
         settings = Settings.model_validate(
@@ -397,7 +511,35 @@ def load_settings(
         )
     except ValidationError as exc:
         raise ConfigError(_problems(exc, env_sources), source=str(path or "settings")) from None
+    _read_api_keys(settings, environ)
     return settings.model_copy(update={"config_file": path})
+
+
+def _add_local_defaults(data: dict[str, Any]) -> None:
+    """The full profile's file and context for each local agent; a remote agent names its own
+    model, and its context comes from the server unless it is set."""
+    for agent, defaults in AGENT_DEFAULTS.items():
+        table = data.setdefault(agent, {})
+        if isinstance(table, dict) and table.get("backend", "local") == "local":
+            for key, value in defaults.items():
+                table.setdefault(key, value)
+
+
+def _read_api_keys(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Read each remote agent's API key from the variable its `api_key_env` names."""
+    problems = []
+    for name, agent in settings.agents().items():
+        if agent.api_key_env is None:
+            continue
+        key = environ.get(agent.api_key_env)
+        if not key:
+            problems.append(
+                (f"{name}.api_key_env", f"environment variable {agent.api_key_env} is not set")
+            )
+        else:
+            agent._api_key = SecretStr(key)
+    if problems:
+        raise ConfigError(problems, source="environment")
 
 
 def _config_path_from(environ: Mapping[str, str]) -> Path | None:
@@ -504,6 +646,8 @@ def _problems(
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
+        elif error["type"] == CREDENTIALS_IN_URL:
+            pass
         elif "input" in error and not isinstance(error["input"], dict):
             message = f"{message} (got {error['input']!r})"
         problems.append((label, message))

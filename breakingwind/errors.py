@@ -21,7 +21,12 @@
      │    ├── TemplateError        the chat template could not render the messages
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
-     │    └── StructuredOutputError  output did not validate against its schema, even after a retry
+     │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
+     │    └── BackendError         a remote serving engine (backend = "openai") failed a request
+     │         ├── BackendUnavailable  unreachable, connection lost, or busy (429/5xx) after retries
+     │         ├── BackendTimeout      no connection or no bytes within the configured timeout
+     │         ├── BackendRejected     the server refused the request (4xx, 500) with its reason
+     │         └── BackendProtocolError  the answer is not the OpenAI API (malformed stream, JSON)
      ├── DownloadError             a model download failed or was refused (`models pull`)
      │    ├── HubUnreachable       offline, connection refused, timed out, or HF_HUB_OFFLINE is set
      │    ├── NotEnoughDisk        the files would not fit the free disk space (with the numbers)
@@ -183,6 +188,36 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class BackendError(EngineError):
+    """A remote serving engine failed a request; the message names the agent and the server
+    (never its credentials)."""
+
+
+class BackendUnavailable(BackendError):
+    """The server cannot be reached, dropped the connection, or stayed busy (429/503) after the
+    allowed retries; `retry_after_s` is the server's own hint, when it gave one."""
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class BackendTimeout(BackendError):
+    """No connection within the connect timeout, or no bytes within the read timeout."""
+
+
+class BackendRejected(BackendError):
+    """The server answered an error status other than 429/503 (bad request, bad key, no model)."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class BackendProtocolError(BackendError):
+    """The server's answer does not follow the OpenAI API (malformed stream, unexpected JSON)."""
 
 
 class DownloadError(BreakingWindError):

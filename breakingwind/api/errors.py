@@ -15,6 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from breakingwind.errors import (
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
     BreakingWindError,
     ContextOverflow,
     CorruptMedia,
@@ -70,6 +74,10 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     QueueFull: (503, "server_error", "queue_full"),
     ModelUnavailable: (503, "server_error", "model_unavailable"),
     StructuredOutputError: (500, "server_error", "invalid_model_output"),
+    BackendUnavailable: (503, "server_error", "backend_unavailable"),
+    BackendTimeout: (504, "server_error", "backend_timeout"),
+    BackendRejected: (502, "server_error", "backend_rejected"),
+    BackendProtocolError: (502, "server_error", "backend_protocol_error"),
     EngineError: (500, "server_error", "generation_failed"),
     BreakingWindError: (500, "server_error", None),
 }
@@ -92,6 +100,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         message = str(exc) if isinstance(exc, BreakingWindError) else "internal server error"
         body = _body(message, kind, getattr(exc, "param", None), code)
     if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, BackendUnavailable) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, SandboxViolation):
         body["error"]["rule"] = exc.rule

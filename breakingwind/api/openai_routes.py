@@ -33,7 +33,7 @@ from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS, data_line, parse_json_body
 from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
 from breakingwind.engine.grammars import JSON_OBJECT_GRAMMAR, json_schema_grammar
-from breakingwind.engine.tool_calls import ToolCall, ToolCallParser
+from breakingwind.engine.tool_calls import ParsedDelta, ToolCall, ToolCallParser
 from breakingwind.errors import (
     BreakingWindError,
     GrammarError,
@@ -101,6 +101,11 @@ class OutputCheck:
     def __init__(self, schema: dict[str, Any] | None) -> None:
         self.schema = schema
         self._validator = jsonschema.Draft202012Validator(schema) if schema else None
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        """The schema to ask a remote server for (any JSON object when none was given)."""
+        return self.schema if self.schema is not None else {"type": "object"}
 
     def problems(self, text: str) -> str | None:
         try:
@@ -187,6 +192,7 @@ def _chat_request(
         stop=body.stops,
         seed=body.seed,
         grammar=grammar,
+        json_schema=check.json_schema if check else None,
         tools=tools if choice != "none" else None,
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls is not False,
@@ -346,12 +352,16 @@ async def _chat_chunks(
                 yield part
         result = stream.result
         assert result is not None
+        # A backend that receives calls as such (a remote server) hands them over in the result.
+        for part in _parsed_chunks(ParsedDelta(calls=result.tool_calls), chunk):
+            yield part
         checked = check is not None and result.finish_reason != "length"
         if checked and (problem := check.problems("".join(text))) is not None:
             raise StructuredOutputError(
                 f"output did not match response_format: {problem}", raw_output="".join(text)
             )
-        finish = "tool_calls" if parser and parser.calls else result.finish_reason
+        called = (parser is not None and parser.calls) or result.tool_calls
+        finish = "tool_calls" if called else result.finish_reason
         yield chunk({}, finish)
         if body.include_usage:
             yield data_line({**head, "choices": [], "usage": _usage(result)})

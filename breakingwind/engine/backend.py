@@ -1,9 +1,10 @@
 """What the engine needs from a model backend, whatever runs the model.
 
-`ModelWorker` (llama-cpp-python in-process) is the production backend; `ScriptedModel` answers
-from a script for tests of pipeline paths a tiny model cannot reach on purpose; a remote
-OpenAI-compatible backend implements the same interface. The engine and everything above it —
-queues, cancellation, tool-call parsing, the pipeline, HTTP — only ever see this interface.
+`ModelWorker` (llama-cpp-python in-process) is the production backend; `RemoteModel` sends an
+agent's requests to an OpenAI-compatible server (`backend = "openai"`); `ScriptedModel` answers
+from a script for tests of pipeline paths a tiny model cannot reach on purpose. The engine and
+everything above it — queues, cancellation, tool-call parsing, the pipeline, HTTP — only ever see
+this interface.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from breakingwind.errors import ModelLoadError
 
 
 class ModelBackend(Protocol):
+    backend: str  # what /health shows: "local", "openai", "scripted"
     name: str
     spec: ModelSpec
     state: ModelState
@@ -31,6 +33,8 @@ class ModelBackend(Protocol):
     busy: bool
     tokens_generated: int
     last_decode_tokens_per_s: float
+    base_url: str | None  # where a remote backend sends requests (never with credentials)
+    last_error: str | None  # a recent request failure that marks the backend degraded
 
     @property
     def n_ctx(self) -> int: ...
@@ -53,4 +57,8 @@ class ModelBackend(Protocol):
         """Render and check a request (called in a worker thread); raise typed errors early."""
 
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
-        """Queue a prepared request; its deltas and result arrive through the stream."""
+        """Queue a prepared request; its deltas and result arrive through the stream.
+
+        A backend that parses tool calls itself (remote) returns them in `result.tool_calls`
+        and leaves `stream.tool_format` None; otherwise calls are in the text, in that format.
+        """

@@ -11,6 +11,7 @@ from pathlib import Path
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
 from breakingwind.engine.gguf_file import inspect_gguf
+from breakingwind.engine.remote import RemoteModel
 from breakingwind.engine.tool_calls import ToolCallParser
 from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.engine.worker import (
@@ -46,10 +47,14 @@ class AgentStatus:
     busy: bool
     tokens_generated: int
     last_decode_tokens_per_s: float
+    backend: str = "local"
+    base_url: str | None = None
+    last_error: str | None = None
 
 
 class Engine:
     """One `ModelWorker` per distinct model file; agents that name the same file share it.
+    An agent with `backend = "openai"` gets its own `RemoteModel` and loads nothing here.
 
     `start()` begins loading every model in the background (each on its own thread) and returns at
     once; requests wait until their model is ready. `close()` stops the workers.
@@ -60,15 +65,20 @@ class Engine:
         self.manifest = manifest or load_manifest()
         self.models: dict[str, ResolvedModel] = resolve_agent_models(settings, self.manifest)
         self._workers: dict[Path, ModelWorker] = {}
+        self._remote: dict[str, RemoteModel] = {}
         self._by_agent: dict[str, ModelBackend] = {}
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
             sharing.setdefault(model.path, []).append(agent)
         for path, agents in sharing.items():
             spec = _model_spec(path, agents, self.models, settings)
-            worker = self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
-            for agent in agents:
-                self._by_agent[agent] = worker
+            self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+        for agent, agent_settings in settings.agents().items():
+            if agent_settings.is_remote:
+                remote = RemoteModel(agent, agent_settings, settings.engine.max_queue)
+                self._by_agent[agent] = self._remote[agent] = remote
+            else:
+                self._by_agent[agent] = self._workers[self.models[agent].path]
 
     @property
     def agents(self) -> list[str]:
@@ -97,6 +107,8 @@ class Engine:
                 continue
             planned += needed
             worker.start()
+        for remote in self._remote.values():
+            remote.start()
 
     def close(self) -> None:
         for worker in {id(w): w for w in self._by_agent.values()}.values():
@@ -176,7 +188,7 @@ class Engine:
             statuses[agent] = AgentStatus(
                 agent=agent,
                 model_file=str(worker.spec.path),
-                fallback=self.models[agent].fallback,
+                fallback=agent in self.models and self.models[agent].fallback,
                 state=worker.state,
                 error=worker.error,
                 report=worker.report,
@@ -184,6 +196,9 @@ class Engine:
                 busy=worker.busy,
                 tokens_generated=worker.tokens_generated,
                 last_decode_tokens_per_s=worker.last_decode_tokens_per_s,
+                backend=worker.backend,
+                base_url=worker.base_url,
+                last_error=worker.last_error,
             )
         return statuses
 

@@ -41,6 +41,10 @@ PIECE_CHARS = 8  # answers stream in small pieces, like tokens
 class ScriptedModel:
     """Serves queued answers, in order, one request at a time; records every request."""
 
+    backend = "scripted"
+    base_url: str | None = None
+    last_error: str | None = None
+
     def __init__(self, name: str = "scripted", n_ctx: int = 32768) -> None:
         self.name = name
         self.spec = ModelSpec(Path(name), n_ctx, 0, 512, None, None, ())

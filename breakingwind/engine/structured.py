@@ -51,6 +51,7 @@ async def generate_structured(
             GenerationRequest(
                 messages=conversation,
                 grammar=grammar_for(schema),
+                json_schema=schema.model_json_schema(),
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,

@@ -26,6 +26,9 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     grammar: str | None = None  # GBNF; constrains every sampled token
+    # The JSON schema `grammar` was built from, for backends that take a schema instead of a
+    # grammar (a remote server gets it as response_format). The caller still validates.
+    json_schema: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None  # OpenAI-style function tools offered to the model
     tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
     parallel_tool_calls: bool = True
@@ -34,7 +37,7 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of messages or prompt")
-        if self.tools and self.grammar:
+        if self.tools and (self.grammar or self.json_schema is not None):
             raise ValueError("tools and a grammar cannot be combined")
 
 

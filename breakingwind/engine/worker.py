@@ -271,6 +271,10 @@ class GenerationStream:
 class ModelWorker:
     """Owns one loaded model on one thread and serves queued generation requests in order."""
 
+    backend = "local"
+    base_url: str | None = None
+    last_error: str | None = None  # load failures are `state`/`error`; requests do not degrade
+
     def __init__(self, spec: ModelSpec, max_queue: int) -> None:
         self.spec = spec
         self.name = spec.path.name

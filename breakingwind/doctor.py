@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, computed_field
 
-from breakingwind.checks import daemon, install, machine, models, project
+from breakingwind.checks import daemon, install, machine, models, project, remote
 from breakingwind.checks.context import Context, Result, Skipped, Status, fail
 
 
@@ -39,6 +39,7 @@ CHECKS: tuple[Check, ...] = (
     Check("database", machine.check_database),
     Check("service", machine.check_service),
     Check("tools", project.check_tools),
+    Check("remote", remote.check_remote_backends),
     Check("daemon", daemon.check_daemon, live=True),
     Check("openai_api", daemon.check_openai_models, live=True),
     Check("chat", daemon.check_chat, live=True),

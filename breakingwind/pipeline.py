@@ -376,7 +376,11 @@ class Pipeline:
     async def _apply_final(self, state: TaskState) -> TaskState:
         assert state.final_output is not None and state.base_fingerprint is not None
         await asyncio.to_thread(
-            apply_to_project, Path(state.project), state.final_output.diff, state.base_fingerprint
+            apply_to_project,
+            Path(state.project),
+            state.final_output.diff,
+            state.base_fingerprint,
+            self.settings.storage.data_dir,
         )
         report = state.final_output.model_copy(update={"applied_to_project": True})
         self.store.commit(state.model_copy(update={"final_output": report}))
@@ -391,10 +395,14 @@ class Pipeline:
             return self._workspaces[state.task_id], state
         project = Path(state.project)
         if state.base_fingerprint is None:
-            fingerprint = await asyncio.to_thread(project_fingerprint, project)
+            fingerprint = await asyncio.to_thread(
+                project_fingerprint, project, self.settings.storage.data_dir
+            )
             state = state.model_copy(update={"base_fingerprint": fingerprint})
         parent = self.settings.storage.data_dir / "workspaces"
-        workspace = await asyncio.to_thread(create_workspace, project, parent, state.task_id)
+        workspace = await asyncio.to_thread(
+            create_workspace, project, parent, state.task_id, self.settings.storage.data_dir
+        )
         for iteration in state.code_iterations:
             if iteration.applied and iteration.escalation == state.escalations and iteration.output:
                 changes = [(c.path, c.diff) for c in iteration.output.files_modified]

@@ -51,8 +51,14 @@ class Workspace:
         git.run(["clean", "-q", "-f", "-d"])
 
 
-def create_workspace(project: Path, parent: Path, task_id: str) -> Workspace:
-    """Make (or remake) the isolated workspace of `task_id` under `parent`."""
+def create_workspace(
+    project: Path, parent: Path, task_id: str, exclude: Path | None = None
+) -> Workspace:
+    """Make (or remake) the isolated workspace of `task_id` under `parent`.
+
+    `exclude` (the data dir; default `parent`) may lie inside the project: it is never copied.
+    """
+    exclude = exclude or parent
     target = parent / task_id
     parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -61,10 +67,10 @@ def create_workspace(project: Path, parent: Path, task_id: str) -> Workspace:
     if project_git is not None:
         head = project_git.head()
         project_git.run(["worktree", "add", "-q", "--detach", "--force", str(target), head])
-        _carry_uncommitted(project_git, project, target)
+        _carry_uncommitted(project_git, project, target, exclude)
         worktree = True
     else:
-        _copy_tree(project, target)
+        _copy_tree(project, target, exclude)
         HardenedGit(target, GIT_TIMEOUT_S, error=WorkspaceError).run(["init", "-q"])
         # The linked folders belong to the project's environment, not to the change.
         (target / ".git" / "info").mkdir(parents=True, exist_ok=True)
@@ -85,8 +91,10 @@ def remove_workspace(project: Path, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def project_fingerprint(project: Path) -> str:
-    """A hash of the project's current content, to notice changes made while a task ran."""
+def project_fingerprint(project: Path, exclude: Path | None = None) -> str:
+    """A hash of the project's current content, to notice changes made while a task ran.
+
+    `exclude` (the data dir, when it lies inside the project) is left out."""
     digest = hashlib.sha256()
     git = _project_git(project)
     if git is not None:
@@ -94,18 +102,22 @@ def project_fingerprint(project: Path) -> str:
         digest.update(git.run(["diff", "--binary", *SAFE_DIFF_FLAGS, "HEAD", "--"]).encode())
         untracked = git.run(["ls-files", "--others", "--exclude-standard", "-z"]).split("\0")
         for name in sorted(filter(None, untracked)):
+            if _under(project / name, exclude):
+                continue
             digest.update(name.encode())
             digest.update(_file_hash(project / name))
         return digest.hexdigest()
-    for path in sorted(_walk(project)):
+    for path in sorted(_walk(project, exclude)):
         digest.update(str(path.relative_to(project)).encode())
         digest.update(_file_hash(path))
     return digest.hexdigest()
 
 
-def apply_to_project(project: Path, diff: str, expected_fingerprint: str) -> list[str]:
+def apply_to_project(
+    project: Path, diff: str, expected_fingerprint: str, exclude: Path | None = None
+) -> list[str]:
     """Apply the task's final diff to the developer's tree; refuse if the tree changed."""
-    if project_fingerprint(project) != expected_fingerprint:
+    if project_fingerprint(project, exclude) != expected_fingerprint:
         raise ProjectChanged(
             f"{project} changed since the task started; the diff was not applied (re-run the"
             " task, or apply the diff by hand)"
@@ -131,7 +143,7 @@ def _project_git(project: Path) -> HardenedGit | None:
     return git if git.head() != EMPTY_TREE else None
 
 
-def _carry_uncommitted(git: HardenedGit, project: Path, target: Path) -> None:
+def _carry_uncommitted(git: HardenedGit, project: Path, target: Path, exclude: Path) -> None:
     patch = git.run(["diff", "--binary", *SAFE_DIFF_FLAGS, "HEAD", "--"])
     if patch.strip():
         HardenedGit(target, GIT_TIMEOUT_S, error=WorkspaceError).run(
@@ -140,15 +152,17 @@ def _carry_uncommitted(git: HardenedGit, project: Path, target: Path) -> None:
     untracked = git.run(["ls-files", "--others", "--exclude-standard", "-z"]).split("\0")
     for name in filter(None, untracked):
         source = project / name
-        if source.is_symlink() or not source.is_file():
+        if source.is_symlink() or not source.is_file() or _under(source, exclude):
             continue
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target / name)
 
 
-def _copy_tree(project: Path, target: Path) -> None:
+def _copy_tree(project: Path, target: Path, exclude: Path) -> None:
     def ignore(folder: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in SKIPPED or n in LINKED}
+        return {
+            n for n in names if n in SKIPPED or n in LINKED or _under(Path(folder) / n, exclude)
+        }
 
     shutil.copytree(project, target, symlinks=True, ignore=ignore)
     for name in LINKED:
@@ -156,12 +170,22 @@ def _copy_tree(project: Path, target: Path) -> None:
             os.symlink(project / name, target / name)
 
 
-def _walk(project: Path) -> list[Path]:
+def _walk(project: Path, exclude: Path | None) -> list[Path]:
     found = []
     for folder, dirs, files in os.walk(project):
-        dirs[:] = [d for d in dirs if d not in SKIPPED and d not in LINKED]
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in SKIPPED and d not in LINKED and not _under(Path(folder) / d, exclude)
+        ]
         found += [Path(folder) / name for name in files]
     return found
+
+
+def _under(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def _file_hash(path: Path) -> bytes:

@@ -95,7 +95,7 @@ def test_cancelling_mid_stream_frees_the_worker(engine: Engine) -> None:
     waited, nxt = asyncio.run(run())
     assert nxt.usage.completion_tokens > 0
     assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
-    assert waited < 5.0
+    assert waited < 30.0  # generous: CI machines are shared; the token bound is the real check
     assert nxt.timings.queued_s < 1.0
 
 
@@ -119,7 +119,7 @@ def test_task_cancellation_stops_generation(engine: Engine) -> None:
         await engine.complete("coder", chat("Hi", max_tokens=2))
         return time.monotonic() - started
 
-    assert asyncio.run(run()) < 5.0
+    assert asyncio.run(run()) < 30.0
     assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
 
 
@@ -136,7 +136,7 @@ def test_timeout_cancels_generation(engine: Engine) -> None:
         await engine.complete("coder", chat("Hi", max_tokens=2))
         return time.monotonic() - started
 
-    assert asyncio.run(run()) < 5.0
+    assert asyncio.run(run()) < 30.0
     assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
 
 

@@ -346,12 +346,6 @@ def test_stop_sequence_is_honoured(client: openai.OpenAI) -> None:
     assert cut.choices[0].finish_reason == "stop"
 
 
-def test_pipeline_model_answers_not_implemented(server: LiveServer) -> None:
-    response = post(server, "/v1/chat/completions", {"model": "breakingwind", "messages": HELLO})
-    assert response.status_code == 501
-    assert error_of(response)["param"] == "model"
-
-
 # --- completions -----------------------------------------------------------------------------
 
 

@@ -322,3 +322,27 @@ def test_restart_resumes_from_the_last_completed_stage(harness: Harness) -> None
     # The rebuilt workspace replayed the first (applied) diff before the second.
     assert "# subtraction" in final.final_output.diff and "a + b" in final.final_output.diff
     assert final.test_results[-1].passed == 2
+
+
+def test_a_data_dir_inside_a_plain_project_is_never_copied(tmp_path: Path) -> None:
+    """The daemon's data dir may live inside the project it works on (not a git repository)."""
+    project = tmp_path / "plain"
+    project.mkdir()
+    (project / "calc.py").write_text(CALC)
+    settings = make_settings(project, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
+    assert settings.storage.data_dir.is_relative_to(project)
+    engine = Engine(settings)
+    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
+    for agent, model in models.items():
+        engine.replace_model(agent, model)
+    harness = Harness(settings, engine, project, models)
+    harness.script("preprocessor", "Fix add() in calc.py.")
+    harness.script("planner", NO_TOOLS, plan())
+    harness.script("coder", NO_TOOLS, code(FIX_DIFF))
+    harness.script("reviewer", review("approved"))
+    final, _ = harness.run(WorkflowOptions(apply=True))
+    workspace = Path(final.workspace)
+    assert not (workspace / "data").exists()
+    assert final.final_output.applied_to_project  # its own data writes did not count as a change
+    assert "return a + b" in (project / "calc.py").read_text()
+    engine.close()

@@ -25,6 +25,11 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Replace `node`'s children, skipping the absent ones (null, undefined, false). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((child) => child !== null && child !== undefined && child !== false));
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function formatBytes(n) {
@@ -400,7 +405,8 @@ class TaskView {
   on_plan(event) {
     const plan = event.plan;
     const context = plan.codebase_context || {};
-    $("plan").replaceChildren(
+    fill(
+      $("plan"),
       event.escalation ? el("p", { class: "warn" }, "New plan after escalation") : null,
       el(
         "ol",
@@ -430,7 +436,8 @@ class TaskView {
 
   on_test_results(event) {
     const green = event.failed === 0 && event.errors === 0 && !event.timed_out;
-    $("tests").replaceChildren(
+    fill(
+      $("tests"),
       el(
         "p",
         { class: green ? "ok" : "error" },

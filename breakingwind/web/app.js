@@ -87,9 +87,11 @@ async function api(path, { method = "GET", body, headers = {}, signal } = {}) {
   return response;
 }
 
-/** Server-sent events of a fetch response: {id, event, data} per block; comments skipped. */
-async function* readSse(response) {
+/** Server-sent events of a fetch response: {id, event, data} per block; comments skipped.
+ * Aborting `signal` closes the connection (the task itself goes on). */
+async function* readSse(response, signal) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  signal?.addEventListener("abort", () => reader.cancel().catch(() => {}), { once: true });
   let buffer = "";
   try {
     for (;;) {
@@ -144,8 +146,8 @@ class TaskFollower {
           signal: this.controller.signal,
         });
         this.onConnection("live");
-        for await (const message of readSse(response)) {
-          if (this.controller.signal.aborted) return;
+        for await (const message of readSse(response, this.controller.signal)) {
+          if (this.controller.signal.aborted) return; // a newer view owns the page now
           const id = Number(message.id);
           if (id <= this.lastId) continue; // never apply an event twice
           this.lastId = id;
@@ -428,7 +430,7 @@ class TaskView {
     try {
       const state = await (await api(`/api/task/${encodeURIComponent(this.taskId)}`)).json();
       const iteration = state.code_iterations.at(-1);
-      if (iteration && !this.finalDiff) renderDiff(iteration.diff, `iteration ${event.iteration}`);
+      if (iteration && !this.finalDiff && activeTask?.view === this) renderDiff(iteration.diff, `iteration ${event.iteration}`);
     } catch {
       /* the final diff arrives with the completion event anyway */
     }
@@ -740,7 +742,7 @@ async function sendChat() {
       body: { model: $("chat-model").value, messages: chat.messages, stream: true },
       signal: chat.controller.signal,
     });
-    for await (const message of readSse(response)) {
+    for await (const message of readSse(response, chat.controller.signal)) {
       if (message.data === "[DONE]") break;
       const chunk = JSON.parse(message.data);
       const delta = chunk.choices?.[0]?.delta || {};

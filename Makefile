@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml scripts/install.sh
 run: install
 	$(PY) -m breakingwind serve
 
-# The speech tests synthesise audio with espeak-ng; install it when we can (root + apt), else
-# those tests skip with the reason.
+# The speech tests synthesise audio with espeak-ng and the dashboard tests drive Debian's
+# chromium; install them when we can (root + apt), else those tests skip with the reason.
 test-tools:
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
 		|| echo "espeak-ng not installed: speech tests will be skipped"; }
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed: dashboard tests will be skipped"; }
 
 test: install test-tools
 	$(PY) -m ruff check breakingwind tests

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from breakingwind.api import openai_routes, tools_routes, workflow_routes
+from breakingwind.api import dashboard, openai_routes, tools_routes, workflow_routes
 from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription
 from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
@@ -67,6 +67,7 @@ def create_app(
         *tools_routes.ROUTES,
         *workflow_routes.ROUTES,
         *mcp_http_routes(mcp, settings.server),
+        *dashboard.ROUTES,
     ]
     server = settings.server
     metrics = Metrics(known_paths=frozenset(r.path for r in routes))

@@ -82,16 +82,18 @@ def _host_name(host: str) -> str:
 
 
 class ApiKeyAuth:
-    """When an API key is configured, every route except /health needs `Bearer <key>`."""
+    """When an API key is configured, every route except /health and the dashboard's static
+    files (no data in them; the page itself asks for the key) needs `Bearer <key>`."""
 
-    OPEN_PATHS = frozenset({"/health"})
+    OPEN_PATHS = frozenset({"/health", "/"})
+    OPEN_PREFIXES = ("/web/",)
 
     def __init__(self, app: ASGIApp, api_key: str | None) -> None:
         self.app = app
         self.key = api_key.encode() if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.key is None or scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+        if self.key is None or scope["type"] != "http" or self._open(scope["path"]):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS":  # CORS preflights carry no credentials
@@ -103,6 +105,9 @@ class ApiKeyAuth:
             await _refuse(Unauthorized("missing or invalid API key"), scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _open(self, path: str) -> bool:
+        return path in self.OPEN_PATHS or path.startswith(self.OPEN_PREFIXES)
 
 
 class BodySizeLimit:

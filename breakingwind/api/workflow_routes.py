@@ -38,7 +38,14 @@ class WorkflowRequest(BaseModel):
 
 
 def sse_event(event: Event) -> bytes:
-    payload = json.dumps({"task_id": event.task_id, "type": event.type, **event.data})
+    payload = json.dumps(
+        {
+            "task_id": event.task_id,
+            "type": event.type,
+            "at": event.created_at.isoformat(),
+            **event.data,
+        }
+    )
     return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n".encode()
 
 

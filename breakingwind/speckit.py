@@ -257,9 +257,15 @@ async def plan_feature(
 
 def render_spec(feature: str, description: str, overview: str, plan: Plan) -> str:
     ranks = {"high": 1, "medium": 2, "low": 3}
+    ordered = _dependency_order(plan.task_breakdown)
+    names = {item.id: f"User Story {n}" for n, item in enumerate(ordered, 1)}
     stories = [
-        {**item.model_dump(), "rank": ranks[item.priority]}
-        for item in _dependency_order(plan.task_breakdown)
+        {
+            **item.model_dump(),
+            "rank": ranks[item.priority],
+            "dependencies": [names[d] for d in item.dependencies if d in names and d != item.id],
+        }
+        for item in ordered
     ]
     return (
         render_prompt(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from breakingwind.cli import main
@@ -140,9 +141,10 @@ def test_init_writes_command_files_where_spec_kit_expects_them(harness: Harness)
         for name in ("specify", "plan", "implement")
     ]
     for relative in expected:
-        assert (harness.project / relative).is_file(), relative
+        front_matter = (harness.project / relative).read_text().split("---\n")[1]
+        assert yaml.safe_load(front_matter)["description"], relative
     text = (harness.project / ".cursor/commands/speckit.specify.md").read_text()
-    assert text.startswith("---\ndescription: ")
+    assert text.startswith('---\ndescription: "Create a feature specification')
     assert "$ARGUMENTS" in text
     assert 'breakingwind speckit specify "$ARGUMENTS"' in text
     assert (

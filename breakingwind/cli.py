@@ -520,12 +520,13 @@ def speckit_specify(ctx: click.Context, description: str, project: Path | None) 
 @click.pass_context
 def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) -> None:
     """Plan FEATURE (default: the newest in specs/) into plan.md and tasks.md."""
-    from breakingwind.speckit import plan_feature
+    from breakingwind.speckit import find_feature, plan_feature
 
     settings = _settings(ctx)
     root = (project or settings.project.root).resolve()
     try:
-        folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, feature))
+        name = find_feature(root, feature).name  # before the models load
+        folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, name))
     except BreakingWindError as exc:
         _fail(exc)
     click.echo(f"wrote {folder / 'plan.md'}\nwrote {folder / 'tasks.md'}")

@@ -246,3 +246,19 @@ def test_implement_stops_at_the_first_failure_unless_keep_going(harness: Harness
     kept_going = implement_feature(folder, harness.run_task, lambda _: None, keep_going=True)
     assert [(o.task_id, o.ticked) for o in kept_going] == [("T001", False), ("T002", False)]
     assert (harness.project / "calc.py").read_text() == CALC
+
+
+def test_plan_without_a_spec_says_to_run_specify(harness: Harness, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(tmp_path / "config.toml"),
+            "speckit",
+            "plan",
+            "--project",
+            str(harness.project),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "no feature folders" in result.output and "run specify first" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -14,6 +15,7 @@ from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 if TYPE_CHECKING:
+    from breakingwind.engine import Engine
     from breakingwind.service import Platform
 
 EXIT_CONFIG = 2
@@ -442,3 +444,135 @@ def eval_command(ctx: click.Context, limit: int | None, cycles: int | None) -> N
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     tasks = load_eval_tasks()[:limit]
     asyncio.run(run_evals(settings, tasks, WorkflowOptions(max_review_cycles=cycles), click.echo))
+
+
+@main.group()
+def speckit() -> None:
+    """spec-kit commands: /speckit.specify, /speckit.plan and /speckit.implement on local agents."""
+
+
+PROJECT_OPTION = click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Project folder (default: project.root).",
+)
+
+
+@speckit.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option(
+    "--agent",
+    type=click.Choice(["claude", "cursor", "windsurf", "copilot", "all"]),
+    default="all",
+    show_default=True,
+    help="Whose command files to write.",
+)
+@click.option("--force", is_flag=True, help="Also replace command files this tool did not write.")
+def speckit_init(directory: Path, agent: str, force: bool) -> None:
+    """Write the spec-kit command files into DIRECTORY (default: here) for the IDE agents."""
+    from breakingwind.speckit import AGENTS, install_commands
+
+    agents = list(AGENTS) if agent == "all" else [agent]
+    for written in install_commands(directory.resolve(), agents, force):
+        note = (
+            " (not written by breakingwind; --force replaces it)"
+            if written.action == "kept"
+            else ""
+        )
+        click.echo(f"{written.action:8} {written.path}{note}")
+
+
+def _with_engine(settings: Settings, work: Callable[[Engine], Awaitable[Path]]) -> Path:
+    """Run `work` with an engine of this process, closed afterwards."""
+    import asyncio
+
+    from breakingwind.engine import Engine
+
+    engine = Engine(settings)
+    engine.start()
+    try:
+        return asyncio.run(work(engine))
+    finally:
+        engine.close()
+
+
+@speckit.command("specify")
+@click.argument("description")
+@PROJECT_OPTION
+@click.pass_context
+def speckit_specify(ctx: click.Context, description: str, project: Path | None) -> None:
+    """Analyse DESCRIPTION (preprocessor + planner) into specs/NNN-short-name/spec.md."""
+    from breakingwind.speckit import specify
+
+    settings = _settings(ctx)
+    root = (project or settings.project.root).resolve()
+    try:
+        folder = _with_engine(settings, lambda e: specify(e, settings, root, description))
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"wrote {folder / 'spec.md'}")
+
+
+@speckit.command("plan")
+@click.argument("feature", required=False)
+@PROJECT_OPTION
+@click.pass_context
+def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) -> None:
+    """Plan FEATURE (default: the newest in specs/) into plan.md and tasks.md."""
+    from breakingwind.speckit import find_feature, plan_feature
+
+    settings = _settings(ctx)
+    root = (project or settings.project.root).resolve()
+    try:
+        name = find_feature(root, feature).name  # before the models load
+        folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, name))
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"wrote {folder / 'plan.md'}\nwrote {folder / 'tasks.md'}")
+
+
+@speckit.command("implement")
+@click.argument("feature", required=False)
+@PROJECT_OPTION
+@click.option("--keep-going", is_flag=True, help="Go on with the next task after one fails.")
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Coder/reviewer cycles per plan (default: pipeline.max_review_cycles).",
+)
+@click.option("--local", is_flag=True, help="Run in this process even if a daemon is running.")
+@click.pass_context
+def speckit_implement(
+    ctx: click.Context,
+    feature: str | None,
+    project: Path | None,
+    keep_going: bool,
+    cycles: int | None,
+    local: bool,
+) -> None:
+    """Run each open task of FEATURE's tasks.md through the pipeline, applying and ticking
+    the approved ones. Exit 1 unless every task is done."""
+    from breakingwind.runner import run_workflow
+    from breakingwind.speckit import find_feature, implement_feature
+    from breakingwind.tasks import WorkflowOptions
+
+    settings = _settings(ctx)
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    root = (project or settings.project.root).resolve()
+    options = WorkflowOptions(apply=True, max_review_cycles=cycles)
+
+    def echo(text: str) -> None:
+        click.echo(text, nl=False)
+
+    try:
+        outcomes = implement_feature(
+            find_feature(root, feature),
+            lambda task: run_workflow(settings, task, root, options, echo, local),
+            echo,
+            keep_going,
+        )
+    except BreakingWindError as exc:
+        _fail(exc)
+    sys.exit(0 if all(outcome.ticked for outcome in outcomes) else EXIT_FAILED)

@@ -107,7 +107,12 @@ def test_fresh_install_warns_about_fallbacks_and_fails_nothing(
     }
     daemon = next(r for r in report.results if r.check == "daemon")
     assert daemon.detail == f"not running: nothing answers at http://127.0.0.1:{free_port}"
-    assert set(report.skipped) == {"openai_api", "chat", "mcp", "remote"}  # no daemon, no remote agent
+    assert set(report.skipped) == {
+        "openai_api",
+        "chat",
+        "mcp",
+        "remote",
+    }  # no daemon, no remote agent
     checks = {r.check for r in report.results}
     assert checks == {
         *("python", "packages", "backend", "models", "memory", "port", "data_dir", "database"),

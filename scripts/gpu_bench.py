@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-import numpy as np
 import psutil
+from bandwidth import device_bandwidth, host_bandwidth
 from random_gguf import SHAPES, file_name
 
 from breakingwind.config import Settings, load_settings
@@ -45,8 +45,6 @@ from breakingwind.engine.throughput import (
 )
 from breakingwind.engine.worker import SamplingParams
 
-H100_SXM_BANDWIDTH = 3.35e12  # bytes/s, NVIDIA's datasheet figure for H100 SXM5 HBM3
-COPY_BYTES = 4 << 30  # the device-to-device copy that measures bandwidth
 CONCURRENCY_AGENT = "planner"
 STREAMS = (1, 2, 4, 8)
 
@@ -67,91 +65,6 @@ PROFILES = {
     "full": Profile("full", n_ctx=16384, tokens=128, repeats=3, stream_tokens=128, streams=STREAMS),
     "tiny": Profile("tiny", n_ctx=2048, tokens=32, repeats=2, stream_tokens=32, streams=STREAMS),
 }
-
-
-# --- memory bandwidth ----------------------------------------------------------------------
-
-
-def _torch_copy_bandwidth() -> float:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("torch sees no CUDA device")
-    src = torch.empty(COPY_BYTES, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    for _ in range(3):
-        dst.copy_(src)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        dst.copy_(src)
-    end.record()
-    torch.cuda.synchronize()
-    return 2 * COPY_BYTES * 10 / (start.elapsed_time(end) / 1e3)  # read + write
-
-
-def _cupy_copy_bandwidth() -> float:
-    import cupy
-
-    src = cupy.empty(COPY_BYTES, dtype=cupy.uint8)
-    dst = cupy.empty_like(src)
-    for _ in range(3):
-        dst[...] = src
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    start.record()
-    for _ in range(10):
-        dst[...] = src
-    end.record()
-    end.synchronize()
-    return 2 * COPY_BYTES * 10 / (cupy.cuda.get_elapsed_time(start, end) / 1e3)
-
-
-DEVICE_PROBES = {
-    "torch device-to-device copy": _torch_copy_bandwidth,
-    "cupy device-to-device copy": _cupy_copy_bandwidth,
-}
-
-
-def device_bandwidth() -> dict[str, Any]:
-    """Measured in a child process, so that torch or cupy never share the process (or its CUDA
-    runtime) with llama.cpp, and their memory is freed before the models load."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure-bandwidth"], capture_output=True, text=True
-    )
-    lines = out.stdout.strip().splitlines()
-    if out.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    return {
-        "bytes_per_s": H100_SXM_BANDWIDTH,
-        "method": "H100 SXM datasheet figure (no torch or cupy could measure it)",
-        "errors": out.stderr.strip()[-2000:],
-    }
-
-
-def measure_device_bandwidth() -> int:
-    """The child process of `device_bandwidth`: print the first probe that works as JSON."""
-    errors = []
-    for method, probe in DEVICE_PROBES.items():
-        try:
-            figure = probe()
-        except Exception as exc:  # ImportError, no device, out of memory: try the next one
-            errors.append(f"{method}: {type(exc).__name__}: {exc}")
-            continue
-        print(json.dumps({"bytes_per_s": figure, "method": f"{method} (read + write)"}))
-        return 0
-    print("\n".join(errors), file=sys.stderr)
-    return 1
-
-
-def host_bandwidth() -> dict[str, Any]:
-    src = np.ones(COPY_BYTES // 4, dtype=np.uint8)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)
-    started = time.perf_counter()
-    for _ in range(3):
-        np.copyto(dst, src)
-    elapsed = time.perf_counter() - started
-    return {"bytes_per_s": 2 * src.nbytes * 3 / elapsed, "method": "numpy host copy (read + write)"}
 
 
 # --- model files ---------------------------------------------------------------------------
@@ -381,17 +294,16 @@ def print_concurrency(c: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", type=Path, help="folder of scripts/random_gguf.py's files")
-    parser.add_argument("--out", type=Path, help="where to write the JSON of all figures")
+    parser.add_argument(
+        "--models", type=Path, required=True, help="folder of scripts/random_gguf.py's files"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where to write the JSON of all figures"
+    )
     parser.add_argument("--tiny", action="store_true", help="the tiny files, a short run (CPU)")
     parser.add_argument("--n-ctx", type=int, help="context of every agent (default 16384)")
     parser.add_argument("--tokens", type=int, help="tokens per decode run (default 256)")
-    parser.add_argument("--measure-bandwidth", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure_bandwidth:
-        return measure_device_bandwidth()
-    if args.models is None or args.out is None:
-        parser.error("--models and --out are required")
     overrides = {"n_ctx": args.n_ctx, "tokens": args.tokens}
     profile = replace(
         PROFILES["tiny" if args.tiny else "full"],

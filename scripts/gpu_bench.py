@@ -1,0 +1,321 @@
+"""Engine-level benchmark of the full profile's four model shapes on one machine (no HTTP).
+
+    PYTHONPATH=/tmp/site:. python3 scripts/gpu_bench.py --models /tmp/gguf --out gpu_bench.json
+    .venv/bin/python scripts/gpu_bench.py --tiny --models /tmp/tiny --out tiny.json  # CPU check
+
+Loads the four random-weight GGUFs of scripts/random_gguf.py as the four agents of ONE `Engine`
+(n_gpu_layers -1) and reports:
+- per agent: the load report; decode tok/s of the engine's own streamed generation vs the bare
+  llama_decode loop; the memory-bandwidth ceiling (bytes of weights read per token, only the active
+  experts of a MoE, into the measured memory bandwidth) and both figures as fractions of it;
+- memory: GPU memory used (nvidia-smi) and process RSS vs the sum of the engine's estimates;
+- 1, 2, 4 and 8 concurrent streams on the planner's model: aggregate tok/s and ratio to one stream.
+Each pair is printed on a line with `ratio`. All figures go to --out as JSON, rewritten after every
+stage, so a run cut short keeps what it measured. Only what `breakingwind.engine` needs is imported
+(llama_cpp, numpy, psutil, pydantic, jinja2, gguf), for machines without a package registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gguf
+import psutil
+from bandwidth import device_bandwidth, host_bandwidth
+from random_gguf import SHAPES, file_name
+
+from breakingwind.config import Settings, load_settings
+from breakingwind.engine import Engine, GenerationRequest, compiled_backend
+from breakingwind.engine.throughput import (
+    BENCH_MESSAGES,
+    Run,
+    bare_decode,
+    engine_stream,
+    machine_description,
+    median_run,
+)
+from breakingwind.engine.worker import SamplingParams
+
+CONCURRENCY_AGENT = "planner"
+STREAMS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and how large the run is."""
+
+    scale: str
+    n_ctx: int
+    tokens: int
+    repeats: int
+    stream_tokens: int
+    streams: tuple[int, ...]
+
+
+PROFILES = {
+    "full": Profile("full", n_ctx=16384, tokens=128, repeats=3, stream_tokens=128, streams=STREAMS),
+    "tiny": Profile("tiny", n_ctx=2048, tokens=32, repeats=2, stream_tokens=32, streams=STREAMS),
+}
+
+
+# --- model files ---------------------------------------------------------------------------
+
+
+def bytes_read_per_token(path: Path) -> int:
+    """Bytes of weights one decoded token reads: every tensor except the embedding table (one row
+    is gathered) unless it doubles as the output matrix; of the expert tensors only the share of
+    the experts used per token."""
+    reader = gguf.GGUFReader(path)
+    arch = reader.fields["general.architecture"].contents()
+    expert_count = reader.fields.get(f"{arch}.expert_count")
+    expert_used = reader.fields.get(f"{arch}.expert_used_count")
+    share = expert_used.contents() / expert_count.contents() if expert_count else 1.0
+    names = {tensor.name for tensor in reader.tensors}
+    total = 0.0
+    for tensor in reader.tensors:
+        if tensor.name == "token_embd.weight" and "output.weight" in names:
+            continue
+        total += int(tensor.n_bytes) * (share if "_exps." in tensor.name else 1.0)
+    return int(total)
+
+
+def gpu_memory_used() -> int | None:
+    """Bytes of GPU memory in use on all GPUs, from nvidia-smi (None without it)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return sum(int(line) for line in out.split()) * (1 << 20) if out.strip() else None
+
+
+def bench_settings(models: dict[str, Path], n_ctx: int) -> Settings:
+    environ = {}
+    for agent, path in models.items():
+        prefix = f"BREAKINGWIND_{agent.upper()}__"
+        environ[f"{prefix}MODEL"] = str(path.resolve())
+        environ[f"{prefix}N_CTX"] = str(n_ctx)
+        environ[f"{prefix}N_GPU_LAYERS"] = "-1"
+    return load_settings(environ=environ)
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+async def decode_pair(engine: Engine, agent: str, tokens: int, repeats: int) -> tuple[Run, Run]:
+    """Median bare and engine runs, interleaved so that drift affects both alike."""
+    worker = engine.worker(agent)
+    sampling = SamplingParams(max_tokens=tokens, temperature=0, top_p=1, seed=None, grammar=None)
+    prompt = worker.prepare(GenerationRequest(messages=BENCH_MESSAGES), sampling).tokens
+    await worker.call_with_model(lambda llm: bare_decode(llm, prompt, 8))  # warm-up
+    bare, streamed = [], []
+    for _ in range(repeats):
+        bare.append(await worker.call_with_model(lambda llm: bare_decode(llm, prompt, tokens)))
+        streamed.append(await engine_stream(engine, agent, tokens))
+    return median_run(bare), median_run(streamed)
+
+
+async def concurrent_streams(engine: Engine, agent: str, n: int, tokens: int) -> dict[str, Any]:
+    """`n` streams started together on one model; aggregate tok/s over the wall time."""
+    request = GenerationRequest(
+        messages=BENCH_MESSAGES, max_tokens=tokens, temperature=0, ignore_eos=True
+    )
+    started = time.perf_counter()
+    streams = await asyncio.gather(*(engine.stream(agent, request) for _ in range(n)))
+    results = await asyncio.gather(*(stream.collect() for stream in streams))
+    elapsed = time.perf_counter() - started
+    generated = sum(result.usage.completion_tokens for result in results)
+    return {
+        "streams": n,
+        "tokens": generated,
+        "seconds": elapsed,
+        "aggregate_tps": generated / elapsed,
+        "max_queued_s": max(result.timings.queued_s for result in results),
+    }
+
+
+def agent_figures(bare: Run, streamed: Run, per_token: int, bandwidth: float) -> dict[str, Any]:
+    ceiling = bandwidth / per_token
+    return {
+        "prompt_tokens": bare.prompt_tokens,
+        "bare_decode_tps": bare.decode_tps,
+        "engine_decode_tps": streamed.decode_tps,
+        "engine_vs_bare": streamed.decode_tps / bare.decode_tps,
+        "bare_prefill_tps": bare.prefill_tps,
+        "engine_prefill_tps": streamed.prefill_tps,
+        "bytes_per_token": per_token,
+        "ceiling_tps": ceiling,
+        "bare_vs_ceiling": bare.decode_tps / ceiling,
+        "engine_vs_ceiling": streamed.decode_tps / ceiling,
+    }
+
+
+class Results:
+    """Every figure, saved to `path` as JSON after each stage."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+
+    def record(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.path.write_text(json.dumps(self.data, indent=2, default=str))
+
+
+async def run(models: dict[str, Path], profile: Profile, results: Results) -> None:
+    backend = compiled_backend()
+    results.record("machine", machine_description())
+    results.record("backend", backend)
+    results.record("profile", asdict(profile))
+    bandwidth = host_bandwidth() if backend == "CPU" else device_bandwidth()
+    results.record("bandwidth", bandwidth)
+    print(f"machine: {results.data['machine']}; llama.cpp backend {backend}", flush=True)
+    print(
+        f"memory bandwidth {bandwidth['bytes_per_s'] / 1e9:.0f} GB/s ({bandwidth['method']})",
+        flush=True,
+    )
+
+    before = MemoryUse.now()
+    engine = Engine(bench_settings(models, profile.n_ctx))
+    started = time.perf_counter()
+    engine.start()
+    per_token = {agent: bytes_read_per_token(path) for agent, path in models.items()}
+    await engine.wait_ready()
+    loaded_s = time.perf_counter() - started
+    try:
+        report_loads(engine, loaded_s, results)
+        report_memory(engine, before, results)
+        figures = {}
+        for agent in models:
+            bare, streamed = await decode_pair(engine, agent, profile.tokens, profile.repeats)
+            figures[agent] = agent_figures(
+                bare, streamed, per_token[agent], bandwidth["bytes_per_s"]
+            )
+            print_agent(agent, figures[agent])
+            results.record("agents", figures)
+        await concurrent_streams(engine, CONCURRENCY_AGENT, 1, 8)  # warm-up
+        concurrency = []
+        for n in profile.streams:
+            concurrency.append(
+                await concurrent_streams(engine, CONCURRENCY_AGENT, n, profile.stream_tokens)
+            )
+            concurrency[-1]["vs_one_stream"] = (
+                concurrency[-1]["aggregate_tps"] / concurrency[0]["aggregate_tps"]
+            )
+            print_concurrency(concurrency[-1])
+            results.record("concurrency", {"agent": CONCURRENCY_AGENT, "runs": concurrency})
+    finally:
+        engine.close()
+
+
+def report_loads(engine: Engine, loaded_s: float, results: Results) -> None:
+    loads = {}
+    for agent, status in engine.status().items():
+        if status.state != "ready" or status.fallback or status.report is None:
+            raise SystemExit(f"{agent}: {status.model_file} did not load: {status.error}")
+        loads[agent] = asdict(status.report)
+        print(f"{agent:<12} loaded: {status.report.describe()}", flush=True)
+    print(f"engine start to all loaded (in parallel): {loaded_s:.1f} s", flush=True)
+    results.record("load", {"wall_s": loaded_s, "agents": loads})
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    gpu_bytes: int | None
+    rss_bytes: int
+
+    @classmethod
+    def now(cls) -> MemoryUse:
+        return cls(gpu_memory_used(), psutil.Process().memory_info().rss)
+
+
+def report_memory(engine: Engine, before: MemoryUse, results: Results) -> None:
+    """Memory the loaded models added vs the engine's estimate (file + f16 KV cache at n_ctx)."""
+    estimated = sum(
+        Path(status.model_file).stat().st_size + status.report.kv_cache_bytes
+        for status in engine.status().values()
+        if status.report is not None
+    )
+    after = MemoryUse.now()
+    results.record(
+        "memory",
+        {"estimated_bytes": estimated, "before": asdict(before), "after": asdict(after)},
+    )
+    if after.gpu_bytes is not None and before.gpu_bytes is not None:
+        label, used, added = (
+            "GPU memory (nvidia-smi)",
+            after.gpu_bytes,
+            after.gpu_bytes - before.gpu_bytes,
+        )
+    else:
+        label, used, added = "process RSS", after.rss_bytes, after.rss_bytes - before.rss_bytes
+    print(
+        f"{label}: {used / 1e9:.2f} GB used, {added / 1e9:.2f} GB added by the models vs"
+        f" estimated weights + KV {estimated / 1e9:.2f} GB: ratio added/estimated"
+        f" {added / estimated:.3f}",
+        flush=True,
+    )
+
+
+def print_agent(agent: str, f: dict[str, Any]) -> None:
+    print(
+        f"{agent:<12} decode tok/s bare {f['bare_decode_tps']:8.1f}  engine"
+        f" {f['engine_decode_tps']:8.1f}  ratio engine/bare {f['engine_vs_bare']:.3f}",
+        flush=True,
+    )
+    print(
+        f"{agent:<12} ceiling {f['ceiling_tps']:8.1f} tok/s ({f['bytes_per_token'] / 1e9:.3f} GB"
+        f" read per token)  ratio bare/ceiling {f['bare_vs_ceiling']:.3f}"
+        f"  ratio engine/ceiling {f['engine_vs_ceiling']:.3f}",
+        flush=True,
+    )
+
+
+def print_concurrency(c: dict[str, Any]) -> None:
+    print(
+        f"{CONCURRENCY_AGENT:<12} {c['streams']} streams: aggregate {c['aggregate_tps']:8.1f} tok/s"
+        f" ({c['tokens']} tokens in {c['seconds']:.2f} s)  ratio {c['streams']}/1 streams"
+        f" {c['vs_one_stream']:.3f}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--models", type=Path, required=True, help="folder of scripts/random_gguf.py's files"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where to write the JSON of all figures"
+    )
+    parser.add_argument("--tiny", action="store_true", help="the tiny files, a short run (CPU)")
+    parser.add_argument("--n-ctx", type=int, help="context of every agent (default 16384)")
+    parser.add_argument("--tokens", type=int, help="tokens per decode run (default 256)")
+    args = parser.parse_args(argv)
+    overrides = {"n_ctx": args.n_ctx, "tokens": args.tokens}
+    profile = replace(
+        PROFILES["tiny" if args.tiny else "full"],
+        **{key: value for key, value in overrides.items() if value is not None},
+    )
+    models = {agent: args.models / file_name(agent, profile.scale) for agent in SHAPES}
+    missing = [str(path) for path in models.values() if not path.is_file()]
+    if missing:
+        parser.error(f"missing model files (write them with scripts/random_gguf.py): {missing}")
+    asyncio.run(run(models, profile, Results(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

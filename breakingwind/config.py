@@ -135,6 +135,13 @@ class EngineSettings(_Section):
     max_queue: int = Field(
         32, ge=1, description="Requests waiting per model before new ones get QueueFull."
     )
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Requests one model generates at the same time, sharing each decode"
+        " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
+    )
 
 
 class DownloadSettings(_Section):
@@ -160,6 +167,23 @@ class AgentSettings(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
+    n_parallel: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Requests this agent's model generates together (unset: engine.parallel);"
+        " agents sharing a model file get the largest.",
+    )
+    draft_tokens: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Speculative decoding by prompt lookup: up to this many tokens copied from"
+        " the prompt/output are verified per step (0: off). Greedy output is unchanged.",
+    )
+    draft_ngram: int = Field(
+        3, ge=1, le=8, description="Longest n-gram matched when looking up a draft."
+    )
 
 
 VisionHandler = Literal[

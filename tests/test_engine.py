@@ -140,9 +140,21 @@ def test_timeout_cancels_generation(engine: Engine) -> None:
     assert engine.worker("coder").tokens_generated - before < ABANDONED_TOKEN_BOUND
 
 
-def test_eight_concurrent_requests_match_their_solo_answers(engine: Engine) -> None:
-    prompts = [f"Tell me one fact about the number {n}." for n in range(8)]
-    requests = [chat(p, max_tokens=24, temperature=0) for p in prompts]
+# Batched decoding changes the shape of each matmul, and llama.cpp's CPU kernels round differently
+# for different batch shapes (a prompt prefilled in one chunk or token by token already differs by
+# up to ~0.6 in some logits). So a concurrent greedy answer equals its solo answer exactly only
+# where the model is confident; at a near-tie it may take the other word (docs/benchmarks.md).
+COPY_PATTERNS = ["red blue", "one two", "cat dog", "sun moon", "apple pear", "north south"]
+COPY_PATTERNS += ["salt pepper", "hot cold"]
+
+
+def test_eight_concurrent_requests_never_mix_their_sequences(engine: Engine) -> None:
+    # Continuing a repeated pattern is a confident, checkable answer: each sequence must copy its
+    # own prompt, token for token as when it runs alone, and never a word of another sequence's.
+    requests = [
+        GenerationRequest(prompt=", ".join([p] * 6) + ",", max_tokens=16, temperature=0)
+        for p in COPY_PATTERNS
+    ]
 
     async def solo() -> list[str]:
         return [(await engine.complete("coder", r)).text for r in requests]
@@ -152,8 +164,29 @@ def test_eight_concurrent_requests_match_their_solo_answers(engine: Engine) -> N
         return [r.text for r in results]
 
     expected = asyncio.run(solo())
-    assert len(set(expected)) > 1  # the prompts really differ
-    assert asyncio.run(together()) == expected
+    answers = asyncio.run(together())
+    assert answers == expected
+    for pattern, answer in zip(COPY_PATTERNS, answers, strict=True):
+        words = set(answer.replace(",", " ").split())
+        assert words and words <= set(pattern.split()), (pattern, answer)
+
+
+def test_eight_concurrent_chats_each_answer_their_own_prompt(engine: Engine) -> None:
+    requests = [
+        chat(f"Tell me one fact about the number {n}.", max_tokens=24, temperature=0)
+        for n in range(8)
+    ]
+
+    async def together() -> list[object]:
+        return list(await asyncio.gather(*(engine.complete("coder", r) for r in requests)))
+
+    results = asyncio.run(together())
+    for n, result in enumerate(results):
+        assert f"number {n}" in result.text, (n, result.text)
+        assert result.usage.completion_tokens > 5
+    # they really ran side by side: every one started before the first one finished
+    first_end = min(r.timings.finished_at for r in results)
+    assert sum(r.timings.started_at < first_end for r in results) >= 4
 
 
 def test_prompt_over_the_context_fails_fast_with_both_counts(engine: Engine) -> None:
@@ -273,7 +306,8 @@ def test_memory_budget_refuses_to_load(tmp_path: Path, model_copy: Path) -> None
 
 
 def test_full_queue_refuses_new_requests(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, environ={"BREAKINGWIND_ENGINE__MAX_QUEUE": "1"})
+    one_slot = {"BREAKINGWIND_ENGINE__MAX_QUEUE": "1", "BREAKINGWIND_ENGINE__PARALLEL": "1"}
+    settings = make_settings(tmp_path, environ=one_slot)
     engine = Engine(settings)
     engine.start()
 

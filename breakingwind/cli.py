@@ -152,16 +152,14 @@ def bench(
     ctx: click.Context, quick: bool, agent: str, tokens: int | None, repeats: int | None
 ) -> None:
     """Measure decode/prefill speed bare vs engine vs HTTP, side by side, as ratios."""
-    from breakingwind.bench import run_bench
+    from breakingwind.bench import BenchPlan, run_bench
 
     settings = _settings(ctx)
-    run_bench(
-        settings,
-        agent,
-        n_tokens=tokens or (64 if quick else 256),
-        repeats=repeats or (1 if quick else 5),
-        echo=click.echo,
-    )
+    if quick:  # CI smoke: every figure once, a few tokens each
+        plan = BenchPlan(tokens or 32, repeats or 1, stream_levels=(1, 2, 4), stream_tokens=16)
+    else:
+        plan = BenchPlan(tokens or 256, repeats or 3)
+    run_bench(settings, agent, plan, echo=click.echo)
 
 
 @models.command("pull")

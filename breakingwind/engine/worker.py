@@ -281,6 +281,8 @@ class ModelWorker:
         self.busy = False
         self.tokens_generated = 0
         self.last_decode_tokens_per_s = 0.0
+        self.tokens_drafted = 0  # speculative decoding: tokens proposed by prompt lookup...
+        self.drafts_accepted = 0  # ...and kept because the sampler picked them too
         self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
         self._waiting = 0  # submitted requests not yet in a slot (the bound of max_queue)
         self._waiting_lock = threading.Lock()
@@ -515,6 +517,8 @@ class ModelWorker:
     def _finished(self, seq: Sequence, result: GenerationResult) -> None:
         """Count a finished sequence and hand its result to the caller."""
         self.tokens_generated += result.usage.completion_tokens
+        self.tokens_drafted += seq.drafted
+        self.drafts_accepted += seq.accepted
         if result.usage.completion_tokens > 1 and result.timings.decode_s > 0:
             self.last_decode_tokens_per_s = result.decode_tokens_per_s
         seq.job.emit(result)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from breakingwind.bench import EDIT_SAMPLE
 from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.engine.worker import SamplingParams
 from breakingwind.errors import (
     ContextOverflow,
     ModelUnavailable,
@@ -187,6 +190,55 @@ def test_eight_concurrent_chats_each_answer_their_own_prompt(engine: Engine) -> 
     # they really ran side by side: every one started before the first one finished
     first_end = min(r.timings.finished_at for r in results)
     assert sum(r.timings.started_at < first_end for r in results) >= 4
+
+
+def test_follow_up_turn_reuses_its_conversation_after_another_one(engine: Engine) -> None:
+    first = [{"role": "user", "content": "Summarise: " + "the fox jumps over the dog. " * 20}]
+    other = [{"role": "user", "content": "Translate: " + "good morning, how are you? " * 20}]
+
+    async def run() -> tuple[object, object]:
+        answer = await engine.complete("coder", GenerationRequest(messages=first, max_tokens=8))
+        await engine.complete("coder", GenerationRequest(messages=other, max_tokens=8))
+        follow = [*first, {"role": "assistant", "content": answer.text}]
+        follow.append({"role": "user", "content": "Shorter, please."})
+        reply = await engine.complete("coder", GenerationRequest(messages=follow, max_tokens=4))
+        return answer, reply
+
+    answer, reply = asyncio.run(run())
+    # the other conversation went to another slot: the whole first turn is still cached
+    assert reply.usage.cached_tokens >= answer.usage.prompt_tokens
+
+
+def test_cancelling_one_of_two_streams_leaves_the_other_running(engine: Engine) -> None:
+    async def run() -> object:
+        keep = await engine.stream("coder", chat("Write a story.", max_tokens=40, ignore_eos=True))
+        drop = await engine.stream("coder", chat("Write a poem.", max_tokens=400, ignore_eos=True))
+        await drop.__anext__()
+        await drop.aclose()
+        return await keep.collect()
+
+    result = asyncio.run(run())
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 40
+
+
+def test_prompt_lookup_drafts_keep_the_greedy_output(engine: Engine) -> None:
+    worker = engine.worker("coder")
+    request = chat(
+        "Rewrite this Python file with type hints on every function and method. Reply with the"
+        f" whole file.\n```python\n{EDIT_SAMPLE.read_text()}```"
+    )
+    plain = SamplingParams(max_tokens=48, temperature=0, top_p=1, seed=None, grammar=None)
+
+    async def generate(sampling: SamplingParams) -> str:
+        prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        return (await worker.submit(prepared).collect()).text
+
+    accepted = worker.drafts_accepted
+    without = asyncio.run(generate(plain))
+    with_drafts = asyncio.run(generate(replace(plain, draft_tokens=8)))
+    assert with_drafts == without
+    assert worker.drafts_accepted > accepted  # drafted tokens were really kept
 
 
 def test_prompt_over_the_context_fails_fast_with_both_counts(engine: Engine) -> None:

@@ -112,18 +112,27 @@ class Batcher:
     # --- admission -------------------------------------------------------------------------
 
     def admit(self, job: Any, make_sampler: Callable[[Any], Any]) -> Sequence | None:
-        """Start `job` in the best free slot, or return None when no slot or KV room is free."""
+        """Start `job` in a free slot, or return None when no slot or KV room is free.
+
+        The slot is one whose whole cache is a prefix of the prompt (a follow-up turn: nothing is
+        lost), else an empty one, else the least recently used; the longest cached prefix held by
+        any slot is then copied into it, which in a unified cache shares the cells.
+        """
         tokens: list[int] = job.prepared.tokens
         budget = min(job.prepared.sampling.max_tokens, self.n_ctx - len(tokens))
         free = [slot for slot in self.slots if not slot.busy]
         if not free:
             return None
-        slot, keep = max(((s, _common_prefix(s.tokens, tokens)) for s in free), key=_best_match)
+        slot = max(free, key=lambda s: _reuse_without_loss(s, tokens))
         if not self._make_room(slot, len(tokens) + budget):
             return None
-        keep = min(keep, len(tokens) - 1)  # decode at least one token: the sampler needs logits
-        donor, shared = self._longest_busy_prefix(tokens)
-        if shared > keep:
+        limit = len(tokens) - 1  # decode at least one token: the sampler needs fresh logits
+        keep = min(_common_prefix(slot.tokens, tokens), limit)
+        donor, shared = max(
+            ((other, min(self._cached_prefix(other, tokens), limit)) for other in self.slots),
+            key=lambda pair: pair[1],
+        )
+        if shared > keep and donor is not slot:
             self._seq_rm(slot, 0)
             llama_cpp.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, 0, shared)
             keep = shared
@@ -134,6 +143,13 @@ class Batcher:
         seq = Sequence(job, slot, make_sampler(job.prepared.sampling), keep, budget)
         self.active.append(seq)
         return seq
+
+    def _cached_prefix(self, slot: Slot, tokens: list[int]) -> int:
+        """How many leading `tokens` have their KV in `slot` now."""
+        running = next((seq for seq in self.active if seq.slot is slot), None)
+        if running is None:
+            return _common_prefix(slot.tokens, tokens)
+        return min(_common_prefix(running.history, tokens), running.n_past)
 
     def _make_room(self, chosen: Slot, needed: int) -> bool:
         """Drop idle slots' caches (least recently used first) until `needed` cells fit."""
@@ -149,14 +165,6 @@ class Batcher:
             self._seq_rm(victim, 0)
             victim.tokens = []
         return used + cached + needed <= self.n_ctx
-
-    def _longest_busy_prefix(self, tokens: list[int]) -> tuple[Slot, int]:
-        best: tuple[Slot, int] = (self.slots[0], 0)
-        for seq in self.active:
-            shared = min(_common_prefix(seq.history, tokens), seq.n_past, len(tokens) - 1)
-            if shared > best[1]:
-                best = (seq.slot, shared)
-        return best
 
     def clear(self) -> None:
         """Forget every slot's cache (after an error or a direct use of the context)."""
@@ -326,7 +334,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return int(differ[0]) if differ.size else limit
 
 
-def _best_match(candidate: tuple[Slot, int]) -> tuple[int, bool, float]:
-    """The longest shared prefix; else an empty slot; else the least recently used one."""
-    slot, shared = candidate
-    return shared, not slot.tokens, -slot.last_used
+def _reuse_without_loss(slot: Slot, tokens: list[int]) -> tuple[bool, int, float]:
+    """Rank a free slot for `tokens`: a cache that is wholly a prefix of them first (longest
+    first; an empty slot counts, with 0), then the least recently used."""
+    shared = _common_prefix(slot.tokens, tokens)
+    lossless = shared == len(slot.tokens)
+    return lossless, shared if lossless else 0, -slot.last_used

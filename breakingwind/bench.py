@@ -225,13 +225,14 @@ class BenchPlan:
     stream_levels: tuple[int, ...] = (1, 2, 4, 8)
     stream_tokens: int = 128
     draft_tokens: int = 8
+    parallel: int | None = None  # slots of the measured model (None: the most streams)
 
 
 def run_bench(
     settings: Settings, agent: str, plan: BenchPlan, echo: Callable[[str], None] = print
 ) -> dict[str, float]:
     """Measure `agent`'s model side by side (see the module docstring) and print the ratios."""
-    parallel = max(plan.stream_levels)
+    parallel = plan.parallel or max(plan.stream_levels)
     section = getattr(settings, agent).model_copy(update={"n_parallel": parallel})
     settings = settings.model_copy(update={agent: section})
     engine = Engine(settings)

@@ -1,9 +1,16 @@
 """`breakingwind bench`: side-by-side throughput figures, printed as ratios.
 
-Each pair is measured in the same run on the same loaded model and the same prompt tokens: the bare
-llama_decode loop and the engine's own stream (both from `breakingwind.engine.throughput`), and
-`/v1/chat/completions` with `stream: true` over real HTTP on 127.0.0.1 (http). Decode speed is
-measured between the first and the last token, so queueing and prefill are out.
+Each pair is measured in the same run on the same loaded model and the same prompt tokens:
+- bare: prefill, then a plain sample + llama_decode loop on the owner thread — no streaming, no
+  detokenisation, no stop checks; the ceiling any serving path can reach;
+- engine: the engine's own generation loop, streamed to an asyncio consumer;
+- http: `/v1/chat/completions` with `stream: true` over real HTTP on 127.0.0.1.
+Decode speed is measured between the first and the last token, so queueing and prefill are out.
+
+Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuous batching) vs one
+stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
+with prompt-lookup speculative decoding vs without; and memory against the budget. Every pair is
+printed on one line ending `ratio <what> <value>`.
 """
 
 from __future__ import annotations
@@ -16,9 +23,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
+import psutil
 import uvicorn
 
 from breakingwind.api.app import create_app
@@ -32,13 +43,16 @@ from breakingwind.engine.throughput import (
     machine_description,
     median_run,
 )
-from breakingwind.engine.worker import SamplingParams
+from breakingwind.engine.worker import ModelWorker, SamplingParams
+
+EDIT_SAMPLE = Path(__file__).with_name("bench_edit_sample.py")
+GIB = 1024**3
 
 
 def http_stream(url: str, agent: str, n_tokens: int, engine: Engine) -> Run:
     """One streamed chat request from a separate client process, as an IDE would send it (a
     client in this process would compete with the server for the GIL)."""
-    engine.worker(agent)._llm.n_tokens = 0  # no prefix reuse: every run prefills in full
+    asyncio.run(_worker(engine, agent).clear_cache())  # no prefix reuse: full prefills
     out = subprocess.run(
         [
             sys.executable,
@@ -95,36 +109,68 @@ def client_main() -> None:
     print(json.dumps({**usage, "first_to_last_s": last - first, "ttft_s": first - started}))
 
 
+def _worker(engine: Engine, agent: str) -> ModelWorker:
+    worker = engine.worker(agent)
+    assert isinstance(worker, ModelWorker), "bench measures the in-process engine"
+    return worker
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    n_tokens: int  # per run of the bare/engine/HTTP pair and of the edit
+    repeats: int
+    stream_levels: tuple[int, ...] = (1, 2, 4, 8)
+    stream_tokens: int = 128
+    draft_tokens: int = 8
+    parallel: int | None = None  # slots of the measured model (None: the most streams)
+
+
 def run_bench(
-    settings: Settings, agent: str, n_tokens: int, repeats: int, echo: Callable[[str], None] = print
+    settings: Settings, agent: str, plan: BenchPlan, echo: Callable[[str], None] = print
 ) -> dict[str, float]:
-    """Measure bare vs engine vs HTTP on `agent`'s model and print the ratios."""
+    """Measure `agent`'s model side by side (see the module docstring) and print the ratios."""
+    parallel = plan.parallel or max(plan.stream_levels)
+    section = getattr(settings, agent).model_copy(update={"n_parallel": parallel})
+    settings = settings.model_copy(update={agent: section})
     engine = Engine(settings)
     engine.start()
     asyncio.run(engine.wait_ready())
-    worker = engine.worker(agent)
+    worker = _worker(engine, agent)
     status = engine.status()[agent]
     echo(f"machine: {machine_description()}")
     echo(
         f"model: {worker.name} for {agent} ({status.report.backend if status.report else '?'},"
-        f" n_ctx {worker.n_ctx}), {n_tokens} tokens x {repeats} runs, greedy, EOS ignored"
+        f" n_ctx {worker.n_ctx}, {worker.n_parallel} slots), {plan.n_tokens} tokens x"
+        f" {plan.repeats} runs, greedy, EOS ignored"
     )
     server = _start_server(settings, engine)
+    figures: dict[str, float] = {}
     try:
-        sampling = SamplingParams(
-            max_tokens=n_tokens, temperature=0, top_p=1, seed=None, grammar=None
-        )
-        prompt = worker.prepare(GenerationRequest(messages=BENCH_MESSAGES), sampling).tokens
-        bare, engine_runs, http_runs = [], [], []
-        for _ in range(repeats):  # interleaved, so drift affects all three alike
-            bare.append(
-                asyncio.run(worker.call_with_model(lambda llm: bare_decode(llm, prompt, n_tokens)))
-            )
-            engine_runs.append(asyncio.run(engine_stream(engine, agent, n_tokens)))
-            http_runs.append(http_stream(server.url, agent, n_tokens, engine))
+        figures |= _bare_engine_http(engine, agent, server.url, plan, echo)
+        figures |= _concurrent_streams(engine, agent, server.url, plan, echo)
+        figures |= asyncio.run(_prefix_reuse(engine, agent, plan, echo))
+        figures |= asyncio.run(_speculative(engine, agent, plan, echo))
+        figures |= _memory(engine, settings, echo)
     finally:
         server.stop()
         engine.close()
+    return figures
+
+
+def _bare_engine_http(
+    engine: Engine, agent: str, url: str, plan: BenchPlan, echo: Callable[[str], None]
+) -> dict[str, float]:
+    worker = _worker(engine, agent)
+    n_tokens = plan.n_tokens
+    sampling = SamplingParams(max_tokens=n_tokens, temperature=0, top_p=1, seed=None, grammar=None)
+    prompt = worker.prepare(GenerationRequest(messages=BENCH_MESSAGES), sampling).tokens
+    bare, engine_runs, http_runs = [], [], []
+    for _ in range(plan.repeats):  # interleaved, so drift affects all three alike
+        bare.append(
+            asyncio.run(worker.call_with_model(lambda llm: bare_decode(llm, prompt, n_tokens)))
+        )
+        engine_runs.append(asyncio.run(engine_stream(engine, agent, n_tokens)))
+        http_runs.append(http_stream(url, agent, n_tokens, engine))
     b, e, h = median_run(bare), median_run(engine_runs), median_run(http_runs)
     figures = {
         "bare_decode_tps": b.decode_tps,
@@ -153,6 +199,266 @@ def run_bench(
     )
     spread = statistics.pstdev([r.decode_tps for r in bare]) / max(b.decode_tps, 1e-9)
     echo(f"run-to-run spread of the bare decode figure: {spread:.1%}")
+    return figures
+
+
+# --- concurrent streams ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """N simultaneous streams: per-stream figures and the aggregate."""
+
+    streams: int
+    tokens: int  # generated by all streams
+    wall_s: float  # first request sent to last token received
+    per_stream_tps: list[float]
+    ttfts_s: list[float]
+
+    @property
+    def aggregate_tps(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _concurrent_streams(
+    engine: Engine, agent: str, url: str, plan: BenchPlan, echo: Callable[[str], None]
+) -> dict[str, float]:
+    runs: dict[int, list[LoadRun]] = {n: [] for n in plan.stream_levels}
+    for repeat in range(plan.repeats):  # levels interleaved, so drift affects them alike
+        for n in plan.stream_levels:
+            asyncio.run(_worker(engine, agent).clear_cache())
+            runs[n].append(_load_run(url, agent, plan.stream_tokens, n, repeat))
+    figures: dict[str, float] = {}
+    base = _median(r.aggregate_tps for r in runs[plan.stream_levels[0]])
+    for n, level in runs.items():
+        aggregate = _median(r.aggregate_tps for r in level)
+        ttfts = sorted(t for r in level for t in r.ttfts_s)
+        spread = max(r.aggregate_tps for r in level) - min(r.aggregate_tps for r in level)
+        figures[f"streams_{n}_aggregate_tps"] = aggregate
+        figures[f"streams_{n}_vs_1"] = aggregate / base
+        echo(
+            f"{n} streams  aggregate {aggregate:7.1f} tok/s (spread {spread:.1f})  per-stream"
+            f" {_median(t for r in level for t in r.per_stream_tps):6.1f} tok/s  TTFT p50"
+            f" {_percentile(ttfts, 50) * 1e3:7.1f} ms  p95 {_percentile(ttfts, 95) * 1e3:7.1f} ms"
+            f"   ratio {n}-streams/1-stream {aggregate / base:.2f}"
+        )
+    return figures
+
+
+def _load_run(url: str, agent: str, n_tokens: int, streams: int, repeat: int) -> LoadRun:
+    """`streams` simultaneous chat streams from a separate client process (see `http_stream`)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from breakingwind.bench import load_client_main; load_client_main()",
+            url,
+            f"breakingwind-{agent}",
+            str(n_tokens),
+            str(streams),
+            str(repeat),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout
+    rows = json.loads(out)
+    started = min(row["started"] for row in rows)
+    ended = max(row["ended"] for row in rows)
+    return LoadRun(
+        streams=streams,
+        tokens=sum(row["completion_tokens"] for row in rows),
+        wall_s=ended - started,
+        per_stream_tps=[
+            (row["completion_tokens"] - 1) / row["first_to_last_s"]
+            for row in rows
+            if row["first_to_last_s"] > 0
+        ],
+        ttfts_s=[row["ttft_s"] for row in rows],
+    )
+
+
+def load_client_main() -> None:
+    """The client process of `_load_run`: N streams at once, one JSON row each."""
+    url, model, n_tokens, streams, repeat = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+
+    def one(index: int, client: httpx.Client) -> dict[str, float]:
+        messages = [
+            BENCH_MESSAGES[0],
+            {**BENCH_MESSAGES[1], "content": f"{BENCH_MESSAGES[1]['content']} (#{repeat}.{index})"},
+        ]
+        body = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": n_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        started = time.perf_counter()
+        first = last = 0.0
+        usage: dict = {}
+        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                now = time.perf_counter()
+                chunk = json.loads(line[6:])
+                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    last = now
+                    first = first or now
+                elif chunk.get("usage"):
+                    usage = chunk["usage"]
+        return {
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "ttft_s": first - started,
+            "first_to_last_s": last - first,
+            "started": started,
+            "ended": last,
+        }
+
+    clients = [httpx.Client(timeout=900) for _ in range(streams)]
+    for client in clients:
+        client.get(f"{url}/health")  # connect before the clock starts
+    with ThreadPoolExecutor(streams) as pool:
+        rows = list(pool.map(one, range(streams), clients))
+    for client in clients:
+        client.close()
+    print(json.dumps(rows))
+
+
+def _median(values: Iterable[float]) -> float:
+    items = list(values)
+    return statistics.median(items) if items else 0.0
+
+
+def _percentile(ordered: list[float], pct: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+# --- prefix reuse, speculative decoding, memory ------------------------------------------------
+
+
+async def _ttft(engine: Engine, agent: str, request: GenerationRequest) -> tuple[float, str]:
+    started = time.perf_counter()
+    stream = await engine.stream(agent, request)
+    first = 0.0
+    parts = []
+    async for delta in stream:
+        first = first or time.perf_counter()
+        parts.append(delta)
+    return first - started, "".join(parts)
+
+
+async def _prefix_reuse(
+    engine: Engine, agent: str, plan: BenchPlan, echo: Callable[[str], None]
+) -> dict[str, float]:
+    """An IDE's second turn: same system prompt and file, the answer, one more question."""
+    source = EDIT_SAMPLE.read_text()
+    turn = [
+        {"role": "system", "content": "You are a careful senior software engineer."},
+        {"role": "user", "content": f"inventory.py:\n```python\n{source}```\nWhat does merge do?"},
+    ]
+    firsts, follow_ups = [], []
+    for _ in range(plan.repeats):
+        await _worker(engine, agent).clear_cache()
+        first_s, answer = await _ttft(
+            engine, agent, GenerationRequest(messages=turn, max_tokens=32, temperature=0)
+        )
+        follow = [*turn, {"role": "assistant", "content": answer}]
+        follow.append({"role": "user", "content": "And what does low_stock return?"})
+        follow_s, _ = await _ttft(
+            engine, agent, GenerationRequest(messages=follow, max_tokens=32, temperature=0)
+        )
+        firsts.append(first_s)
+        follow_ups.append(follow_s)
+    first, follow_up = _median(firsts), _median(follow_ups)
+    echo(
+        f"prefix reuse   TTFT first turn {first * 1e3:7.1f} ms   follow-up {follow_up * 1e3:7.1f}"
+        f" ms   ratio follow-up/first {follow_up / first:.3f}"
+    )
+    return {
+        "ttft_first_s": first,
+        "ttft_follow_up_s": follow_up,
+        "follow_up_vs_first": follow_up / first,
+    }
+
+
+async def _speculative(
+    engine: Engine, agent: str, plan: BenchPlan, echo: Callable[[str], None]
+) -> dict[str, float]:
+    """Rewrite a 60-line file with type hints, greedy, with and without prompt-lookup drafts."""
+    worker = _worker(engine, agent)
+    request = GenerationRequest(
+        messages=[
+            {
+                "role": "user",
+                "content": "Rewrite this Python file with type hints on every function and"
+                f" method. Reply with the whole file.\n```python\n{EDIT_SAMPLE.read_text()}```",
+            }
+        ]
+    )
+    sampling = SamplingParams(
+        max_tokens=plan.n_tokens, temperature=0, top_p=1, seed=None, grammar=None
+    )
+    prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+    speeds: dict[int, list[float]] = {0: [], plan.draft_tokens: []}
+    texts: dict[int, str] = {}
+    drafted = accepted = 0
+    for _ in range(plan.repeats):
+        for draft in speeds:
+            job = replace(prepared, sampling=replace(sampling, draft_tokens=draft))
+            before = worker.tokens_drafted, worker.drafts_accepted
+            result = await worker.submit(job).collect()
+            drafted += worker.tokens_drafted - before[0]
+            accepted += worker.drafts_accepted - before[1]
+            speeds[draft].append(result.decode_tokens_per_s)
+            texts[draft] = result.text
+    off, on = _median(speeds[0]), _median(speeds[plan.draft_tokens])
+    same = texts[0] == texts[plan.draft_tokens]
+    echo(
+        f"speculative decoding (prompt lookup, draft {plan.draft_tokens}): decode tok/s off"
+        f" {off:7.1f}  on {on:7.1f}  accepted {accepted}/{drafted} drafted"
+        f"  greedy output identical: {'yes' if same else 'NO'}   ratio on/off {on / off:.2f}"
+    )
+    return {
+        "spec_off_tps": off,
+        "spec_on_tps": on,
+        "spec_speedup": on / off,
+        "spec_same": float(same),
+    }
+
+
+def _memory(engine: Engine, settings: Settings, echo: Callable[[str], None]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    seen = set()
+    for agent in engine.agents:
+        worker = engine.worker(agent)
+        if id(worker) in seen or worker.report is None:
+            continue
+        seen.add(id(worker))
+        report = worker.report
+        echo(
+            f"memory: {worker.name}: weights {report.weights_bytes / GIB:.2f} GiB + KV cache"
+            f" {report.kv_cache_bytes / GIB:.2f} GiB (n_ctx {report.n_ctx}); RSS grew"
+            f" {report.rss_delta_bytes / GIB:.2f} GiB when it loaded"
+        )
+    rss = psutil.Process().memory_info().rss
+    figures["rss_gib"] = rss / GIB
+    budget = settings.engine.memory_budget_gb
+    if budget is None:
+        echo(f"memory: process RSS {rss / GIB:.2f} GiB (no engine.memory_budget_gb set)")
+    else:
+        figures["rss_vs_budget"] = rss / GIB / budget
+        echo(
+            f"memory: process RSS {rss / GIB:.2f} GiB, budget {budget:.2f} GiB"
+            f"   ratio rss/budget {rss / GIB / budget:.3f}"
+        )
     return figures
 
 

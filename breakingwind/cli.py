@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -173,21 +174,32 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
 @click.option("--agent", default="coder", show_default=True, help="Whose model to measure.")
 @click.option("--tokens", type=int, default=None, help="Tokens to generate per run.")
 @click.option("--repeats", type=int, default=None, help="Runs per path (the median is shown).")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Slots of the measured model (default: the most simultaneous streams; 1 = no batching).",
+)
 @click.pass_context
 def bench(
-    ctx: click.Context, quick: bool, agent: str, tokens: int | None, repeats: int | None
+    ctx: click.Context,
+    quick: bool,
+    agent: str,
+    tokens: int | None,
+    repeats: int | None,
+    parallel: int | None,
 ) -> None:
-    """Measure decode/prefill speed bare vs engine vs HTTP, side by side, as ratios."""
-    from breakingwind.bench import run_bench
+    """Measure speed side by side, as ratios: bare vs engine vs HTTP, 1-8 streams, prefix reuse,
+    prompt-lookup drafts; and memory."""
+    from breakingwind.bench import BenchPlan, run_bench
 
     settings = _settings(ctx)
-    run_bench(
-        settings,
-        agent,
-        n_tokens=tokens or (64 if quick else 256),
-        repeats=repeats or (1 if quick else 5),
-        echo=click.echo,
-    )
+    if quick:  # CI smoke: every figure once, a few tokens each
+        plan = BenchPlan(tokens or 32, repeats or 1, stream_levels=(1, 2, 4), stream_tokens=16)
+    else:
+        plan = BenchPlan(tokens or 256, repeats or 3)
+    plan = replace(plan, parallel=parallel)
+    run_bench(settings, agent, plan, echo=click.echo)
 
 
 @models.command("pull")

@@ -151,6 +151,13 @@ class EngineSettings(_Section):
     max_queue: int = Field(
         32, ge=1, description="Requests waiting per model before new ones get QueueFull."
     )
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Requests one model generates at the same time, sharing each decode"
+        " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
+    )
 
 
 class DownloadSettings(_Section):
@@ -286,6 +293,24 @@ class AgentSettings(_Section):
     def api_key(self) -> str | None:
         """The key read from `api_key_env` by `load_settings` (never stored, logged or dumped)."""
         return self._api_key.get_secret_value() if self._api_key else None
+
+    n_parallel: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Requests this agent's model generates together (unset: engine.parallel);"
+        " agents sharing a model file get the largest.",
+    )
+    draft_tokens: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Speculative decoding by prompt lookup: up to this many tokens copied from"
+        " the prompt/output are verified per step (0: off). Greedy output is unchanged.",
+    )
+    draft_ngram: int = Field(
+        3, ge=1, le=8, description="Longest n-gram matched when looking up a draft."
+    )
 
 
 VisionHandler = Literal[

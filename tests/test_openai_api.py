@@ -156,10 +156,11 @@ def test_stream_is_plain_data_lines_ending_with_done(server: LiveServer) -> None
             assert json.loads(event[6:])["object"] == "chat.completion.chunk"
 
 
-def test_silence_is_kept_alive_with_comment_lines(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
-    settings.server.keepalive_s = 0.05
-    with LiveServer(create_app(settings, engine)) as live:
+def test_silence_is_kept_alive_with_comment_lines(tmp_path: Path) -> None:
+    # one slot, so the second request waits in the queue while the first generates
+    one_slot = {"BREAKINGWIND_ENGINE__PARALLEL": "1", "BREAKINGWIND_SERVER__KEEPALIVE_S": "0.05"}
+    settings = make_settings(tmp_path, environ=one_slot)
+    with LiveServer(create_app(settings)) as live:
         busy = {
             "model": "breakingwind-coder",
             "max_tokens": 200,
@@ -570,7 +571,8 @@ def test_api_key_is_required_when_configured(engine: Engine) -> None:
 
 
 def test_full_queue_is_a_503_with_retry_after(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, environ={"BREAKINGWIND_ENGINE__MAX_QUEUE": "1"})
+    one_slot = {"BREAKINGWIND_ENGINE__MAX_QUEUE": "1", "BREAKINGWIND_ENGINE__PARALLEL": "1"}
+    settings = make_settings(tmp_path, environ=one_slot)
     with LiveServer(create_app(settings)) as live:
         busy = {
             "model": "breakingwind-coder",

@@ -211,6 +211,8 @@ def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParam
         seed=request.seed,
         grammar=request.grammar,
         ignore_eos=request.ignore_eos,
+        draft_tokens=agent.draft_tokens,
+        draft_ngram=agent.draft_ngram,
     )
 
 
@@ -228,4 +230,5 @@ def _model_spec(
         threads=first.threads,
         chat_format=None if models[agents[0]].fallback else first.chat_format,
         agents=tuple(agents),
+        n_parallel=max(settings.agents()[a].n_parallel or settings.engine.parallel for a in agents),
     )

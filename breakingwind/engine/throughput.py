@@ -94,7 +94,7 @@ async def engine_stream(engine: Engine, agent: str, n_tokens: int) -> Run:
     request = GenerationRequest(
         messages=BENCH_MESSAGES, max_tokens=n_tokens, temperature=0, ignore_eos=True
     )
-    engine.worker(agent)._llm.n_tokens = 0  # no prefix reuse: every run prefills in full
+    await engine.worker(agent).clear_cache()  # type: ignore[attr-defined]  # full prefill each run
     started = time.perf_counter()
     stream = await engine.stream(agent, request)
     first = last = 0.0

@@ -2,20 +2,22 @@
 
 A `Llama` object is not thread-safe, so requests reach it through a queue. Callers prepare a
 request (render + tokenize, which only reads the vocabulary and is safe from any thread), submit it,
-and read token deltas from a `GenerationStream`. Cancelling the stream (stop iterating, `aclose`,
-task cancellation, garbage collection) sets a flag the generation loop checks before every token,
-so the worker is free for the next request within one token.
+and read token deltas from a `GenerationStream`. Up to `n_parallel` requests generate together,
+sharing each llama_decode (continuous batching, `batching.py`); the rest wait in the queue.
+Cancelling the stream (stop iterating, `aclose`, task cancellation, garbage collection) sets a flag
+the worker checks before every step, so a cancelled request's slot is free within one step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
+import contextlib
 import ctypes
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,20 +27,15 @@ import llama_cpp
 import numpy as np
 import psutil
 from llama_cpp import Llama, LlamaGrammar
+from llama_cpp import _internals as internals
 from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine import llama_logs
+from breakingwind.engine.batching import Batcher, Sequence
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
-from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.tool_calls import ToolCallFormat, tool_call_grammar
-from breakingwind.engine.types import (
-    FinishReason,
-    GenerationRequest,
-    GenerationResult,
-    Timings,
-    Usage,
-)
+from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
@@ -68,6 +65,7 @@ class ModelSpec:
     threads: int | None
     chat_format: str | None
     agents: tuple[str, ...]
+    n_parallel: int = 1  # sequences decoded together (continuous batching slots)
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,8 @@ class SamplingParams:
     grammar: str | None
     grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
+    draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
+    draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
 
 
 @dataclass(frozen=True)
@@ -279,6 +279,7 @@ class ModelWorker:
         self.spec = spec
         self.name = spec.path.name
         self.max_queue = max_queue
+        self.n_parallel = max(1, min(spec.n_parallel, spec.n_batch))
         self.state: ModelState = "loading"
         self.error: str | None = None
         self.report: LoadReport | None = None
@@ -286,10 +287,15 @@ class ModelWorker:
         self.busy = False
         self.tokens_generated = 0
         self.last_decode_tokens_per_s = 0.0
+        self.tokens_drafted = 0  # speculative decoding: tokens proposed by prompt lookup...
+        self.drafts_accepted = 0  # ...and kept because the sampler picked them too
         self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
+        self._waiting = 0  # submitted requests not yet in a slot (the bound of max_queue)
+        self._waiting_lock = threading.Lock()
         self._settled = threading.Event()  # set once loaded or failed
         self._thread = threading.Thread(target=self._serve, name=f"model:{self.name}", daemon=True)
         self._llm: Any = None
+        self._batcher: Batcher | None = None
         self._template: ChatTemplate | None = None
         self._stop_tokens: frozenset[int] = frozenset()
         self._fim_tokens: tuple[int, ...] = ()  # (prefix, suffix, middle) when the model has them
@@ -307,14 +313,7 @@ class ModelWorker:
         self._fail(str(error))
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop after the current request; queued requests are cancelled."""
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(job, _Job):
-                job.emit(ModelUnavailable(f"{self.name}: the engine is shutting down"))
+        """Stop: running and queued requests end with `ModelUnavailable`, then the model unloads."""
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -329,7 +328,8 @@ class ModelWorker:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        """Requests waiting for a slot."""
+        return self._waiting
 
     async def wait_ready(self) -> None:
         """Wait until the model is loaded; raise `ModelUnavailable` if loading failed."""
@@ -401,18 +401,28 @@ class ModelWorker:
         llama_cpp.llama_sampler_free(sampler)
 
     async def call_with_model(self, fn: Callable[[Llama], T]) -> T:
-        """Run `fn(llm)` on the owner thread, between requests, and return its result."""
+        """Run `fn(llm)` on the owner thread once no request is generating, and return its result.
+
+        `fn` may use the context freely (sequence 0, `llm.eval`): the cached prefixes of every slot
+        are forgotten afterwards.
+        """
         await self.wait_ready()
         call = _Call(fn, asyncio.get_running_loop())
         self._queue.put(call)
         return await call.future
 
+    async def clear_cache(self) -> None:
+        """Forget every slot's cached prefix (benchmarks measure cold prefills this way)."""
+        await self.call_with_model(lambda llm: None)
+
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
         """Queue a prepared request; raise `QueueFull` past the bound."""
         if self.state == "failed":
             raise ModelUnavailable(f"model {self.name} failed to load: {self.error}")
-        if self._queue.qsize() >= self.max_queue:
-            raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
+        with self._waiting_lock:
+            if self._waiting >= self.max_queue:
+                raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
+            self._waiting += 1
         job = _Job(prepared, asyncio.get_running_loop())
         self._queue.put(job)
         return GenerationStream(job, prepared.tool_format)
@@ -426,34 +436,98 @@ class ModelWorker:
             self._fail(str(exc))
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             self._fail(f"{type(exc).__name__}: {exc}")
+        waiting: deque[_Job | _Call] = deque()
         while True:
-            job = self._queue.get()
-            if job is None:
-                break
-            if isinstance(job, _Call):
-                if self.state == "ready":
-                    job.run(self._llm)
-                else:
-                    job.loop.call_soon_threadsafe(
-                        _settle, job.future, None, ModelUnavailable(f"{self.name} is not loaded")
-                    )
-                continue
-            if self.state != "ready":
-                job.emit(ModelUnavailable(f"model {self.name} failed to load: {self.error}"))
-                continue
-            self.busy = True
+            batcher = self._batcher
+            running = bool(batcher and batcher.active)
             try:
-                job.emit(self._generate(job))
-            except BreakingWindError as exc:
-                self._reset_context()
-                job.emit(exc)
-            except Exception as exc:  # a llama.cpp failure must not kill the worker thread
-                log.exception("generation failed on %s", self.name)
-                self._reset_context()
-                job.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
-            finally:
-                self.busy = False
+                while True:  # block only when there is nothing to do
+                    item = self._queue.get(block=not running and not waiting)
+                    if item is None:
+                        self._shut_down(waiting)
+                        return
+                    waiting.append(item)
+                    running = True
+            except queue.Empty:
+                pass
+            self._admit(waiting)
+            if self._batcher is not None and self._batcher.active:
+                self.busy = True
+                self._step()
+            self.busy = bool(self._batcher and self._batcher.active)
+
+    def _admit(self, waiting: deque[_Job | _Call]) -> None:
+        """Start waiting requests, in order, while slots and KV room are free."""
+        while waiting:
+            item = waiting[0]
+            if isinstance(item, _Call):
+                if self._batcher is not None and self._batcher.active:
+                    return  # a call runs alone, once the running requests are done
+                waiting.popleft()
+                self._run_call(item)
+                continue
+            if self.state != "ready" or self._batcher is None:
+                waiting.popleft()
+                self._left_queue()
+                item.emit(ModelUnavailable(f"model {self.name} failed to load: {self.error}"))
+                continue
+            try:
+                admitted = self._batcher.admit(item, self._sampler)
+            except Exception as exc:  # a sampler that cannot be built fails this request only
+                log.exception("could not start a request on %s", self.name)
+                waiting.popleft()
+                self._left_queue()
+                item.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+                continue
+            if admitted is None:
+                return
+            waiting.popleft()
+            self._left_queue()
+
+    def _step(self) -> None:
+        assert self._batcher is not None
+        try:
+            self._batcher.step()
+        except BreakingWindError as exc:
+            self._batcher.fail_all(exc)
+        except Exception as exc:  # a llama.cpp failure must not kill the worker thread
+            log.exception("generation failed on %s", self.name)
+            self._batcher.fail_all(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+
+    def _run_call(self, call: _Call) -> None:
+        if self.state != "ready":
+            error = ModelUnavailable(f"{self.name} is not loaded")
+            call.loop.call_soon_threadsafe(_settle, call.future, None, error)
+            return
+        call.run(self._llm)
+        self._llm.n_tokens = 0
+        if self._batcher is not None:
+            self._batcher.clear()
+
+    def _left_queue(self) -> None:
+        with self._waiting_lock:
+            self._waiting -= 1
+
+    def _shut_down(self, waiting: deque[_Job | _Call]) -> None:
+        error = ModelUnavailable(f"{self.name}: the engine is shutting down")
+        for item in waiting:
+            if isinstance(item, _Job):
+                item.emit(error)
+            else:
+                item.loop.call_soon_threadsafe(_settle, item.future, None, error)
+        if self._batcher is not None:
+            self._batcher.fail_all(error)
+            self._batcher.close()
         self._unload()
+
+    def _finished(self, seq: Sequence, result: GenerationResult) -> None:
+        """Count a finished sequence and hand its result to the caller."""
+        self.tokens_generated += result.usage.completion_tokens
+        self.tokens_drafted += seq.drafted
+        self.drafts_accepted += seq.accepted
+        if result.usage.completion_tokens > 1 and result.timings.decode_s > 0:
+            self.last_decode_tokens_per_s = result.decode_tokens_per_s
+        seq.job.emit(result)
 
     def _fail(self, message: str) -> None:
         self.state = "failed"
@@ -468,13 +542,14 @@ class ModelWorker:
         try:
             llm = Llama(
                 model_path=str(self.spec.path),
-                n_ctx=self.spec.n_ctx,
+                n_ctx=self.spec.n_batch,  # replaced below by the multi-sequence context
                 n_batch=self.spec.n_batch,
                 n_gpu_layers=self.spec.n_gpu_layers if offload else 0,
                 n_threads=self.spec.threads,
                 n_threads_batch=self.spec.threads,
                 verbose=False,
             )
+            _open_batched_context(llm, self.spec.n_ctx, self.n_parallel)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {self.spec.path}: {exc}") from None
         self._template = ChatTemplate(
@@ -492,6 +567,15 @@ class ModelWorker:
         )
         self._fim_tokens = fim if min(fim) >= 0 else ()
         self._llm = llm
+        self._batcher = Batcher(
+            llm,
+            self.n_parallel,
+            self.spec.n_batch,
+            self._piece,
+            self._is_stop_token,
+            self.name,
+            self._finished,
+        )
         layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
 
         self.report = LoadReport(
@@ -515,106 +599,6 @@ class ModelWorker:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
-
-    def _reset_context(self) -> None:
-        if self._llm is not None:
-            self._llm.n_tokens = 0  # the next eval clears the KV cache from position 0
-
-    def _generate(self, job: _Job) -> GenerationResult:
-        llm = self._llm
-        prepared = job.prepared
-        tokens = prepared.tokens
-        started = time.monotonic()
-        cached = self._reuse_prefix(tokens)
-        sampler = self._sampler(prepared.sampling)
-        try:
-            finish: FinishReason | None = None
-            for start in range(cached, len(tokens), self.spec.n_batch):
-                if job.cancel.is_set():
-                    finish = "cancelled"
-                    break
-                llm.eval(tokens[start : start + self.spec.n_batch])
-            prefilled = time.monotonic()
-            text, generated, first_at, finish = self._decode_loop(job, sampler, finish)
-        finally:
-            sampler.close()
-        finished = time.monotonic()
-        self.tokens_generated += generated
-        if generated > 1 and finished > prefilled:
-            self.last_decode_tokens_per_s = generated / (finished - prefilled)
-        return GenerationResult(
-            text=text,
-            finish_reason=finish,
-            usage=Usage(len(tokens), generated, cached_tokens=cached),
-            timings=Timings(
-                queued_s=started - job.enqueued_at,
-                prefill_s=prefilled - started,
-                decode_s=finished - prefilled,
-                started_at=started,
-                first_token_at=first_at,
-                finished_at=finished,
-            ),
-            model=self.name,
-        )
-
-    def _decode_loop(
-        self, job: _Job, sampler: Any, finish: FinishReason | None
-    ) -> tuple[str, int, float | None, FinishReason]:
-        """Sample, emit and evaluate one token at a time: the hot loop, kept lean on purpose."""
-        llm = self._llm
-        ctx = llm._ctx
-        vocab = llm._model.vocab
-        is_eog = llama_cpp.llama_vocab_is_eog
-        cancel = job.cancel
-        emit = job.emit
-        piece_of = self._piece
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        matcher = StopMatcher(job.prepared.stop)
-        pieces: list[str] = []
-        generated = 0
-        first_at: float | None = None
-        budget = min(job.prepared.sampling.max_tokens, llm.n_ctx() - llm.n_tokens)
-        if finish is None:
-            finish = "length"
-            while generated < budget:
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                token = sampler.sample(ctx, -1)
-                if token in self._stop_tokens or is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                generated += 1
-                delta = matcher.feed(utf8.decode(piece_of(token)))
-                if delta:
-                    if first_at is None:
-                        first_at = time.monotonic()
-                    pieces.append(delta)
-                    emit(delta)
-                if matcher.stopped:
-                    finish = "stop"
-                    break
-                if generated < budget:
-                    llm.eval((token,))
-        if finish != "cancelled" and not matcher.stopped:
-            tail = matcher.feed(utf8.decode(b"", final=True)) + matcher.flush()
-            if tail:
-                pieces.append(tail)
-                emit(tail)
-        return "".join(pieces), generated, first_at, finish
-
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the KV cache of the longest prefix shared with the previous request."""
-        llm = self._llm
-        # At least one token must be decoded so the sampler sees fresh logits.
-        limit = min(llm.n_tokens, len(tokens) - 1)
-        keep = 0
-        if limit > 0:
-            new = np.asarray(tokens[:limit], dtype=np.intc)
-            differ = np.flatnonzero(llm.input_ids[:limit] != new)
-            keep = int(differ[0]) if differ.size else limit
-        llm.n_tokens = keep
-        return keep
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         sampler = LlamaSampler()
@@ -660,6 +644,30 @@ class ModelWorker:
 
     def _is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+
+    def _is_stop_token(self, token: int) -> bool:
+        return token in self._stop_tokens or self._is_eog(token)
+
+
+def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int) -> None:
+    """Give `llm` a context of `n_ctx` KV cells shared by `n_seq` sequences.
+
+    `Llama()` cannot set `n_seq_max` or `kv_unified`, so it is built with a small context, which
+    is freed first and replaced here. A unified cache lets any one request use the whole
+    context, and sequences that share a prefix share its cells (`llama_memory_seq_cp`).
+    """
+    params = type(llm.context_params).from_buffer_copy(llm.context_params)
+    params.n_ctx = n_ctx
+    params.n_seq_max = n_seq
+    params.kv_unified = True
+    params.n_outputs_max_per_seq = 0  # several logits rows per sequence: draft verification
+    llm._ctx.close()
+    llm._ctx = ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    llm._stack.enter_context(contextlib.closing(ctx))
+    llm.context_params = params
+    llm._n_ctx = ctx.n_ctx()
+    llm.input_ids = np.ndarray((llm._n_ctx,), dtype=np.intc)
+    llm.n_tokens = 0
 
 
 def _token_text(llm: Any, token: int) -> str:

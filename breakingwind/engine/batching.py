@@ -1,0 +1,342 @@
+"""Continuous batching: the requests on one model share each llama_decode as separate sequences.
+
+The context has one unified KV cache of `n_ctx` cells and `n_parallel` sequence ids ("slots").
+Each step builds one batch: the next token of every generating sequence (plus its prompt-lookup
+draft, when speculative decoding is on), then prompt chunks of sequences still prefilling, up to
+`n_batch` tokens. After the decode every sequence samples from its own rows of logits with its own
+sampler chain (grammar, seed, temperature), so requests join and leave between steps and a
+cancelled one frees its slot before the next step.
+
+KV budget: a sequence is admitted only when its prompt plus its token budget (`max_tokens`, capped
+by the context) fits next to the budgets of the running ones, so a decode never runs out of cells.
+A finished sequence leaves its KV in its slot; a new request goes to the free slot sharing the
+longest prefix with it (or copies that prefix from a busy slot), so follow-up turns and a task's
+stages only prefill what is new. Idle slots' caches are dropped, least recently used first, when
+the cells are needed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from breakingwind.engine.lookup import PromptLookup
+from breakingwind.engine.stops import StopMatcher
+from breakingwind.engine.types import FinishReason, GenerationResult, Timings, Usage
+from breakingwind.errors import GenerationFailed
+
+
+@dataclass
+class Slot:
+    """One sequence id of the KV cache and the tokens whose KV it holds."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    busy: bool = False
+    last_used: float = 0.0
+
+
+class Sequence:
+    """One admitted request: its slot, sampler, tokens and streaming state."""
+
+    def __init__(self, job: Any, slot: Slot, sampler: Any, cached: int, budget: int) -> None:
+        prepared = job.prepared
+        self.job = job
+        self.slot = slot
+        self.sampler = sampler
+        self.prompt_len = len(prepared.tokens)
+        self.history = list(prepared.tokens)  # prompt + generated; the last one may await decode
+        self.cached = cached
+        self.n_past = cached  # tokens of `history` whose KV is in the slot
+        self.budget = budget  # tokens this sequence may generate (its share of the KV cells)
+        self.decoding = False  # True once the prompt is in and `history[-1]` awaits decode
+        self.draft: list[int] = []
+        self.lookup = (
+            PromptLookup(self.history, prepared.sampling.draft_ngram)
+            if prepared.sampling.draft_tokens > 0
+            else None
+        )
+        self.drafted = self.accepted = 0
+        self.matcher = StopMatcher(prepared.stop)
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pieces: list[str] = []
+        self.generated = 0
+        self.started = time.monotonic()
+        self.prefilled_at: float | None = None
+        self.first_at: float | None = None
+        self.out_index = -1  # row of this sequence's first logits in the current batch
+
+    @property
+    def reserved(self) -> int:
+        """KV cells this sequence may come to occupy."""
+        return self.prompt_len + self.budget
+
+
+class Batcher:
+    """Runs the steps of continuous batching on the model's owner thread (not thread-safe)."""
+
+    def __init__(
+        self,
+        llm: Any,
+        n_parallel: int,
+        n_batch: int,
+        piece: Callable[[int], bytes],
+        is_stop: Callable[[int], bool],
+        model: str,
+        on_finish: Callable[[Sequence, GenerationResult], None],
+    ) -> None:
+        self._llm = llm
+        self._ctx = llm._ctx.ctx
+        self._memory = llm._ctx.memory
+        self.n_ctx = llm.n_ctx()
+        self.n_batch = n_batch
+        self.slots = [Slot(i) for i in range(n_parallel)]
+        self.active: list[Sequence] = []
+        self._piece = piece
+        self._is_stop = is_stop
+        self._on_finish = on_finish
+        self._model = model
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+    # --- admission -------------------------------------------------------------------------
+
+    def admit(self, job: Any, make_sampler: Callable[[Any], Any]) -> Sequence | None:
+        """Start `job` in a free slot, or return None when no slot or KV room is free.
+
+        The slot is one whose whole cache is a prefix of the prompt (a follow-up turn: nothing is
+        lost), else an empty one, else the least recently used; the longest cached prefix held by
+        any slot is then copied into it, which in a unified cache shares the cells.
+        """
+        tokens: list[int] = job.prepared.tokens
+        budget = min(job.prepared.sampling.max_tokens, self.n_ctx - len(tokens))
+        free = [slot for slot in self.slots if not slot.busy]
+        if not free:
+            return None
+        slot = max(free, key=lambda s: _reuse_without_loss(s, tokens))
+        if not self._make_room(slot, len(tokens) + budget):
+            return None
+        limit = len(tokens) - 1  # decode at least one token: the sampler needs fresh logits
+        keep = min(_common_prefix(slot.tokens, tokens), limit)
+        donor, shared = max(
+            ((other, min(self._cached_prefix(other, tokens), limit)) for other in self.slots),
+            key=lambda pair: pair[1],
+        )
+        if shared > keep and donor is not slot:
+            self._seq_rm(slot, 0)
+            llama_cpp.llama_memory_seq_cp(self._memory, donor.seq_id, slot.seq_id, 0, shared)
+            keep = shared
+        else:
+            self._seq_rm(slot, keep)
+        slot.tokens = tokens[:keep]
+        slot.busy = True
+        seq = Sequence(job, slot, make_sampler(job.prepared.sampling), keep, budget)
+        self.active.append(seq)
+        return seq
+
+    def _cached_prefix(self, slot: Slot, tokens: list[int]) -> int:
+        """How many leading `tokens` have their KV in `slot` now."""
+        running = next((seq for seq in self.active if seq.slot is slot), None)
+        if running is None:
+            return _common_prefix(slot.tokens, tokens)
+        return min(_common_prefix(running.history, tokens), running.n_past)
+
+    def _make_room(self, chosen: Slot, needed: int) -> bool:
+        """Drop idle slots' caches (least recently used first) until `needed` cells fit."""
+        used = sum(seq.reserved for seq in self.active)
+        idle = sorted(
+            (s for s in self.slots if not s.busy and s is not chosen and s.tokens),
+            key=lambda s: s.last_used,
+        )
+        cached = sum(len(s.tokens) for s in idle)
+        while used + cached + needed > self.n_ctx and idle:
+            victim = idle.pop(0)
+            cached -= len(victim.tokens)
+            self._seq_rm(victim, 0)
+            victim.tokens = []
+        return used + cached + needed <= self.n_ctx
+
+    def clear(self) -> None:
+        """Forget every slot's cache (after an error or a direct use of the context)."""
+        llama_cpp.llama_memory_clear(self._memory, True)
+        for slot in self.slots:
+            slot.tokens = []
+
+    # --- one step --------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Drop cancelled sequences, decode one batch, sample, emit and finish sequences."""
+        for seq in [s for s in self.active if s.job.cancel.is_set()]:
+            self._finish(seq, "cancelled")
+        if not self.active:
+            return
+        batch = self._batch
+        n = 0
+        decoding = [seq for seq in self.active if seq.decoding]
+        for i, seq in enumerate(decoding):
+            after = len(decoding) - i - 1  # rows the other decoding sequences still need
+            seq.draft = self._draft(seq, self.n_batch - n - after - 1)
+            seq.out_index = n
+            n = self._add(n, seq, [seq.history[-1], *seq.draft], seq.n_past, True)
+        prefilling: list[tuple[Sequence, int]] = []
+        for seq in self.active:
+            if not seq.decoding and n < self.n_batch:
+                chunk = seq.history[seq.n_past : min(seq.prompt_len, seq.n_past + self.n_batch - n)]
+                ends_prompt = seq.n_past + len(chunk) == seq.prompt_len
+                n = self._add(n, seq, chunk, seq.n_past, False)
+                if ends_prompt:
+                    batch.logits[n - 1] = True
+                    seq.out_index = n - 1
+                prefilling.append((seq, len(chunk)))
+        batch.n_tokens = n
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise GenerationFailed(f"llama_decode failed with status {status}")
+        for seq in decoding:
+            self._sample(seq, seq.draft, seq.n_past + 1)
+        now = time.monotonic()
+        for seq, taken in prefilling:
+            seq.n_past += taken
+            if seq.n_past == seq.prompt_len:
+                seq.prefilled_at = now
+                seq.decoding = True
+                self._sample(seq, [], seq.n_past)
+
+    def _draft(self, seq: Sequence, room: int) -> list[int]:
+        if seq.lookup is None:
+            return []
+        limit = min(
+            seq.job.prepared.sampling.draft_tokens,
+            room,
+            seq.budget - seq.generated - 1,  # every drafted token may be kept: stay in budget
+            self.n_ctx - seq.n_past - 1,
+        )
+        draft = seq.lookup.draft(limit)
+        seq.drafted += len(draft)
+        return draft
+
+    def _add(self, n: int, seq: Sequence, tokens: list[int], pos: int, logits: bool) -> int:
+        """Put `tokens` of `seq` at batch rows n.. (positions pos..); return the next row."""
+        batch = self._batch
+        seq_id = seq.slot.seq_id
+        for i, token in enumerate(tokens):
+            batch.token[n] = token
+            batch.pos[n] = pos + i
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq_id
+            batch.logits[n] = logits
+            n += 1
+        return n
+
+    def _sample(self, seq: Sequence, draft: list[int], base: int) -> None:
+        """Sample the next token(s) of `seq` (the KV holds `history[:base]` and `draft`); keep
+        drafted tokens while the sampler picks them, drop the KV of the rest."""
+        sample = llama_cpp.llama_sampler_sample
+        sampler = seq.sampler.sampler
+        for i in range(len(draft) + 1):
+            token = sample(sampler, self._ctx, seq.out_index + i)
+            finish = self._accept(seq, token)
+            if finish is not None:
+                self._finish(seq, finish, kv_valid=base + i)
+                return
+            if i < len(draft) and token == draft[i]:
+                seq.accepted += 1
+                continue
+            seq.n_past = base + i
+            if i < len(draft):  # the rest of the draft was wrong: drop its KV
+                llama_cpp.llama_memory_seq_rm(self._memory, seq.slot.seq_id, seq.n_past, -1)
+            seq.draft = []
+            return
+
+    def _accept(self, seq: Sequence, token: int) -> FinishReason | None:
+        """Emit `token`'s text; return why the sequence ends, if it does."""
+        if self._is_stop(token):
+            return "stop"
+        seq.generated += 1
+        seq.history.append(token)
+        delta = seq.matcher.feed(seq.utf8.decode(self._piece(token)))
+        if delta:
+            if seq.first_at is None:
+                seq.first_at = time.monotonic()
+            seq.pieces.append(delta)
+            seq.job.emit(delta)
+        if seq.matcher.stopped:
+            return "stop"
+        if seq.generated >= seq.budget:
+            return "length"
+        return None
+
+    # --- leaving ---------------------------------------------------------------------------
+
+    def _finish(self, seq: Sequence, finish: FinishReason, kv_valid: int | None = None) -> None:
+        if finish != "cancelled" and not seq.matcher.stopped:
+            tail = seq.matcher.feed(seq.utf8.decode(b"", final=True)) + seq.matcher.flush()
+            if tail:
+                seq.pieces.append(tail)
+                seq.job.emit(tail)
+        valid = seq.n_past if kv_valid is None else kv_valid
+        self._seq_rm(seq.slot, valid)
+        seq.slot.tokens = seq.history[:valid]
+        seq.slot.busy = False
+        seq.slot.last_used = time.monotonic()
+        seq.sampler.close()
+        self.active.remove(seq)
+        finished = time.monotonic()
+        prefilled = seq.prefilled_at or finished
+        self._on_finish(
+            seq,
+            GenerationResult(
+                text="".join(seq.pieces),
+                finish_reason=finish,
+                usage=Usage(seq.prompt_len, seq.generated, cached_tokens=seq.cached),
+                timings=Timings(
+                    queued_s=seq.started - seq.job.enqueued_at,
+                    prefill_s=prefilled - seq.started,
+                    decode_s=finished - prefilled,
+                    started_at=seq.started,
+                    first_token_at=seq.first_at,
+                    finished_at=finished,
+                ),
+                model=self._model,
+            ),
+        )
+
+    def fail_all(self, error: Exception) -> None:
+        """End every running sequence with `error` and forget the caches."""
+        for seq in list(self.active):
+            seq.sampler.close()
+            seq.slot.busy = False
+            seq.job.emit(error)
+        self.active.clear()
+        self.clear()
+
+    def _seq_rm(self, slot: Slot, start: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, start, -1)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    if limit == 0:
+        return 0
+    differ = np.flatnonzero(
+        np.asarray(a[:limit], dtype=np.intc) != np.asarray(b[:limit], dtype=np.intc)
+    )
+    return int(differ[0]) if differ.size else limit
+
+
+def _reuse_without_loss(slot: Slot, tokens: list[int]) -> tuple[bool, int, float]:
+    """Rank a free slot for `tokens`: a cache that is wholly a prefix of them first (longest
+    first; an empty slot counts, with 0), then the least recently used."""
+    shared = _common_prefix(slot.tokens, tokens)
+    lossless = shared == len(slot.tokens)
+    return lossless, shared if lossless else 0, -slot.last_used

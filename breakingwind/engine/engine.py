@@ -11,7 +11,6 @@ from pathlib import Path
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
 from breakingwind.engine.gguf_file import inspect_gguf
-from breakingwind.engine.remote import RemoteModel
 from breakingwind.engine.tool_calls import ToolCallParser
 from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.engine.worker import (
@@ -65,7 +64,7 @@ class Engine:
         self.manifest = manifest or load_manifest()
         self.models: dict[str, ResolvedModel] = resolve_agent_models(settings, self.manifest)
         self._workers: dict[Path, ModelWorker] = {}
-        self._remote: dict[str, RemoteModel] = {}
+        self._remote: dict[str, ModelBackend] = {}
         self._by_agent: dict[str, ModelBackend] = {}
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
@@ -75,6 +74,9 @@ class Engine:
             self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
         for agent, agent_settings in settings.agents().items():
             if agent_settings.is_remote:
+                # Imported only when used: an engine of local models needs no HTTP client.
+                from breakingwind.engine.remote import RemoteModel
+
                 remote = RemoteModel(agent, agent_settings, settings.engine.max_queue)
                 self._by_agent[agent] = self._remote[agent] = remote
             else:

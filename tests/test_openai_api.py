@@ -513,7 +513,9 @@ def test_client_disconnect_stops_generation(server: LiveServer, engine: Engine) 
         {"model": "breakingwind-planner", "messages": HELLO, "max_tokens": 4},
     )
     assert reply.status_code == 200
-    assert time.monotonic() - started < 5.0
+    assert (
+        time.monotonic() - started < 30.0
+    )  # generous: shared CI machines; the token bound below is the real check
     # The abandoned request stopped long before its 1500 tokens.
     assert engine.worker("coder").tokens_generated - before < 400
 

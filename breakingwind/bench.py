@@ -130,8 +130,12 @@ def run_bench(
 ) -> dict[str, float]:
     """Measure `agent`'s model side by side (see the module docstring) and print the ratios."""
     parallel = plan.parallel or max(plan.stream_levels)
-    section = getattr(settings, agent).model_copy(update={"n_parallel": parallel})
-    settings = settings.model_copy(update={agent: section})
+    # every agent, since agents sharing a model file get the largest of their slot counts
+    slots = {
+        name: section.model_copy(update={"n_parallel": parallel})
+        for name, section in settings.agents().items()
+    }
+    settings = settings.model_copy(update=slots)
     engine = Engine(settings)
     engine.start()
     asyncio.run(engine.wait_ready())

@@ -59,10 +59,16 @@ def test_raw_prompt_completion(engine: Engine) -> None:
 
 def test_greedy_generation_is_deterministic(engine: Engine) -> None:
     request = chat("What is the capital of France?", max_tokens=24, temperature=0)
-    first = asyncio.run(engine.complete("coder", request))
-    second = asyncio.run(engine.complete("coder", request))
-    assert first.text == second.text
-    assert second.usage.cached_tokens > 0  # the shared prompt prefix was reused
+
+    async def fresh() -> str:
+        await engine.worker("coder").clear_cache()  # the same prefill shape both times
+        return (await engine.complete("coder", request)).text
+
+    assert asyncio.run(fresh()) == asyncio.run(fresh())
+    # A repeat reuses the cached prompt prefix. Its text may differ in a late near-tie word:
+    # decoding one token instead of the whole prompt rounds differently (docs/benchmarks.md).
+    again = asyncio.run(engine.complete("coder", request))
+    assert again.usage.cached_tokens > 0
 
 
 def test_stop_string_ends_generation_and_is_not_emitted(engine: Engine) -> None:
@@ -231,6 +237,7 @@ def test_prompt_lookup_drafts_keep_the_greedy_output(engine: Engine) -> None:
     plain = SamplingParams(max_tokens=48, temperature=0, top_p=1, seed=None, grammar=None)
 
     async def generate(sampling: SamplingParams) -> str:
+        await worker.clear_cache()  # both runs prefill the same way, from an empty cache
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
         return (await worker.submit(prepared).collect()).text
 

@@ -9,8 +9,9 @@ Decode speed is measured between the first and the last token, so queueing and p
 
 Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuous batching) vs one
 stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
-with prompt-lookup speculative decoding vs without; and memory against the budget. Every pair is
-printed on one line ending `ratio <what> <value>`.
+with prompt-lookup speculative decoding vs without; and memory against the budget. With `--peers`,
+the same streams go, interleaved, to llama-cpp-python's server and llama.cpp's llama-server on the
+same model file (`bench_peers.py`). Every pair is printed on one line ending `ratio <what> <value>`.
 """
 
 from __future__ import annotations
@@ -25,14 +26,24 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
+import llama_cpp
 import psutil
 import uvicorn
+from llama_cpp import Llama
 
 from breakingwind.api.app import create_app
+from breakingwind.bench_peers import (
+    PeerUnavailable,
+    ServingSettings,
+    Target,
+    llama_cpp_python_server,
+    llama_server,
+)
 from breakingwind.config import Settings
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.throughput import (
@@ -123,6 +134,8 @@ class BenchPlan:
     stream_tokens: int = 128
     draft_tokens: int = 8
     parallel: int | None = None  # slots of the measured model (None: the most streams)
+    peers: bool = False  # also load llama-cpp-python's server and llama-server alike
+    llama_server: Path | None = None  # the llama-server binary (None: that peer is skipped)
 
 
 def run_bench(
@@ -151,7 +164,10 @@ def run_bench(
     figures: dict[str, float] = {}
     try:
         figures |= _bare_engine_http(engine, agent, server.url, plan, echo)
-        figures |= _concurrent_streams(engine, agent, server.url, plan, echo)
+        ours = Target("breakingwind", server.url, f"breakingwind-{agent}")
+        with ExitStack() as peers:
+            targets = [ours, *_start_peers(peers, worker, plan, echo)] if plan.peers else [ours]
+            figures |= _concurrent_streams(engine, agent, targets, plan, echo)
         figures |= asyncio.run(_prefix_reuse(engine, agent, plan, echo))
         figures |= asyncio.run(_speculative(engine, agent, plan, echo))
         figures |= _memory(engine, settings, echo)
@@ -224,43 +240,137 @@ class LoadRun:
         return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def _concurrent_streams(
-    engine: Engine, agent: str, url: str, plan: BenchPlan, echo: Callable[[str], None]
-) -> dict[str, float]:
-    runs: dict[int, list[LoadRun]] = {n: [] for n in plan.stream_levels}
-    for repeat in range(plan.repeats):  # levels interleaved, so drift affects them alike
-        for n in plan.stream_levels:
-            asyncio.run(_worker(engine, agent).clear_cache())
-            runs[n].append(_load_run(url, agent, plan.stream_tokens, n, repeat))
-    figures: dict[str, float] = {}
-    base = _median(r.aggregate_tps for r in runs[plan.stream_levels[0]])
-    for n, level in runs.items():
-        aggregate = _median(r.aggregate_tps for r in level)
-        ttfts = sorted(t for r in level for t in r.ttfts_s)
-        spread = max(r.aggregate_tps for r in level) - min(r.aggregate_tps for r in level)
-        figures[f"streams_{n}_aggregate_tps"] = aggregate
-        figures[f"streams_{n}_vs_1"] = aggregate / base
+def _start_peers(
+    stack: ExitStack, worker: ModelWorker, plan: BenchPlan, echo: Callable[[str], None]
+) -> list[Target]:
+    """Start the peers on our model file with our worker's settings; skip (and say) any that
+    cannot start."""
+    threads, threads_batch = asyncio.run(
+        worker.call_with_model(
+            lambda llm: (llm.context_params.n_threads, llm.context_params.n_threads_batch)
+        )
+    )
+    serving = ServingSettings(
+        model_path=worker.spec.path,
+        n_ctx=worker.n_ctx,
+        slots=worker.n_parallel,
+        threads=threads,
+        threads_batch=threads_batch,
+        n_batch=worker.spec.n_batch,
+        n_gpu_layers=worker.spec.n_gpu_layers,
+    )
+    targets = []
+    for name, start in (
+        ("llama-cpp-python", lambda: llama_cpp_python_server(serving)),
+        ("llama-server", lambda: llama_server(plan.llama_server, serving)),
+    ):
+        try:
+            targets.append(stack.enter_context(start()))
+        except PeerUnavailable as exc:
+            echo(f"peer {name}: skipped, {exc}")
+    if targets:
         echo(
-            f"{n} streams  aggregate {aggregate:7.1f} tok/s (spread {spread:.1f})  per-stream"
-            f" {_median(t for r in level for t in r.per_stream_tps):6.1f} tok/s  TTFT p50"
-            f" {_percentile(ttfts, 50) * 1e3:7.1f} ms  p95 {_percentile(ttfts, 95) * 1e3:7.1f} ms"
-            f"   ratio {n}-streams/1-stream {aggregate / base:.2f}"
+            f"peers: {', '.join(t.name for t in targets)} on the same file, n_ctx {serving.n_ctx},"
+            f" {serving.slots} slots (llama-server), threads {threads}/{threads_batch},"
+            f" n_batch {serving.n_batch}, flash attention off"
+        )
+    return targets
+
+
+@dataclass
+class _Level:
+    runs: list[LoadRun] = field(default_factory=list)
+
+    @property
+    def aggregate(self) -> float:
+        return _median(r.aggregate_tps for r in self.runs)
+
+    @property
+    def per_stream(self) -> float:
+        return _median(t for r in self.runs for t in r.per_stream_tps)
+
+    @property
+    def ttfts(self) -> list[float]:
+        return sorted(t for r in self.runs for t in r.ttfts_s)
+
+
+def _concurrent_streams(
+    engine: Engine,
+    agent: str,
+    targets: list[Target],
+    plan: BenchPlan,
+    echo: Callable[[str], None],
+) -> dict[str, float]:
+    """N simultaneous streams against each target; the first target is ours."""
+    eog = asyncio.run(_worker(engine, agent).call_with_model(lambda llm: _eog_tokens(llm)))
+    levels = {(t.name, n): _Level() for t in targets for n in plan.stream_levels}
+    for repeat in range(plan.repeats):  # levels and servers interleaved: drift affects all alike
+        for n in plan.stream_levels:
+            for target in targets:
+                asyncio.run(_worker(engine, agent).clear_cache())
+                run = _load_run(target, plan.stream_tokens, n, repeat, eog)
+                levels[target.name, n].runs.append(run)
+    ours = targets[0].name
+    figures: dict[str, float] = {}
+    base = levels[ours, plan.stream_levels[0]].aggregate
+    for n in plan.stream_levels:
+        level = levels[ours, n]
+        spread = max(r.aggregate_tps for r in level.runs) - min(r.aggregate_tps for r in level.runs)
+        figures[f"streams_{n}_aggregate_tps"] = level.aggregate
+        figures[f"streams_{n}_vs_1"] = level.aggregate / base
+        echo(
+            f"{n} streams  aggregate {level.aggregate:7.1f} tok/s (spread {spread:.1f})  per-stream"
+            f" {level.per_stream:6.1f} tok/s  TTFT p50 {_percentile(level.ttfts, 50) * 1e3:7.1f} ms"
+            f"  p95 {_percentile(level.ttfts, 95) * 1e3:7.1f} ms"
+            f"   ratio {n}-streams/1-stream {level.aggregate / base:.2f}"
+        )
+    for peer in targets[1:]:
+        figures |= _peer_lines(levels, ours, peer.name, plan.stream_levels, echo)
+    return figures
+
+
+def _peer_lines(
+    levels: dict[tuple[str, int], _Level],
+    ours: str,
+    peer: str,
+    stream_levels: tuple[int, ...],
+    echo: Callable[[str], None],
+) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    base = levels[peer, stream_levels[0]].aggregate
+    for n in stream_levels:
+        mine, theirs = levels[ours, n], levels[peer, n]
+        ratio = mine.aggregate / theirs.aggregate if theirs.aggregate else 0.0
+        figures[f"vs_{peer}_{n}_streams"] = ratio
+        echo(
+            f"{peer:<16} {n} streams  aggregate {theirs.aggregate:7.1f} tok/s"
+            f" ({theirs.aggregate / base:.2f}x its 1 stream)  per-stream"
+            f" {theirs.per_stream:6.1f}  TTFT p50"
+            f" {_percentile(theirs.ttfts, 50) * 1e3:7.1f} ms  p95"
+            f" {_percentile(theirs.ttfts, 95) * 1e3:7.1f} ms  | {ours} {mine.aggregate:7.1f} tok/s"
+            f"   ratio {ours}/{peer} {ratio:.2f}"
         )
     return figures
 
 
-def _load_run(url: str, agent: str, n_tokens: int, streams: int, repeat: int) -> LoadRun:
+def _eog_tokens(llm: Llama) -> list[int]:
+    vocab = llm._model.vocab
+    return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+
+
+def _load_run(target: Target, n_tokens: int, streams: int, repeat: int, eog: list[int]) -> LoadRun:
     """`streams` simultaneous chat streams from a separate client process (see `http_stream`)."""
     out = subprocess.run(
         [
             sys.executable,
             "-c",
             "from breakingwind.bench import load_client_main; load_client_main()",
-            url,
-            f"breakingwind-{agent}",
+            target.url,
+            target.model,
             str(n_tokens),
             str(streams),
             str(repeat),
+            json.dumps(eog),
         ],
         capture_output=True,
         text=True,
@@ -286,6 +396,9 @@ def _load_run(url: str, agent: str, n_tokens: int, streams: int, repeat: int) ->
 def load_client_main() -> None:
     """The client process of `_load_run`: N streams at once, one JSON row each."""
     url, model, n_tokens, streams, repeat = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+    # exactly n_tokens from every server: `ignore_eos` (ours, llama-server) and a logit bias that
+    # rules out end-of-generation tokens (llama-cpp-python's server has no `ignore_eos`)
+    no_eos = dict.fromkeys(map(str, json.loads(sys.argv[6])), -100)
 
     def one(index: int, client: httpx.Client) -> dict[str, float]:
         messages = [
@@ -298,12 +411,14 @@ def load_client_main() -> None:
             "max_tokens": n_tokens,
             "temperature": 0,
             "ignore_eos": True,
+            "logit_bias": no_eos,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         started = time.perf_counter()
         first = last = 0.0
         usage: dict = {}
+        chunks = 0
         with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
             response.raise_for_status()
             for line in response.iter_lines():
@@ -314,10 +429,12 @@ def load_client_main() -> None:
                 if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                     last = now
                     first = first or now
-                elif chunk.get("usage"):
+                    chunks += 1
+                if chunk.get("usage"):
                     usage = chunk["usage"]
         return {
-            "completion_tokens": usage.get("completion_tokens", 0),
+            # a server without usage in its stream (llama-cpp-python's) sends a token per chunk
+            "completion_tokens": usage.get("completion_tokens", chunks),
             "ttft_s": first - started,
             "first_to_last_s": last - first,
             "started": started,

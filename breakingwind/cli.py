@@ -180,6 +180,17 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="Slots of the measured model (default: the most simultaneous streams; 1 = no batching).",
 )
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Also send the streams to llama-cpp-python's server and llama-server on the same model.",
+)
+@click.option(
+    "--llama-server",
+    "llama_server_path",
+    default=None,
+    help="The llama-server binary for --peers (default: llama-server on PATH).",
+)
 @click.pass_context
 def bench(
     ctx: click.Context,
@@ -188,17 +199,23 @@ def bench(
     tokens: int | None,
     repeats: int | None,
     parallel: int | None,
+    peers: bool,
+    llama_server_path: str | None,
 ) -> None:
     """Measure speed side by side, as ratios: bare vs engine vs HTTP, 1-8 streams, prefix reuse,
-    prompt-lookup drafts; and memory."""
+    prompt-lookup drafts, the peers (--peers); and memory."""
     from breakingwind.bench import BenchPlan, run_bench
+    from breakingwind.bench_peers import llama_server_binary
 
     settings = _settings(ctx)
     if quick:  # CI smoke: every figure once, a few tokens each
         plan = BenchPlan(tokens or 32, repeats or 1, stream_levels=(1, 2, 4), stream_tokens=16)
     else:
         plan = BenchPlan(tokens or 256, repeats or 3)
-    plan = replace(plan, parallel=parallel)
+    binary = llama_server_binary(llama_server_path)
+    if llama_server_path and binary is None:
+        raise click.BadParameter(f"{llama_server_path} is not a file", param_hint="--llama-server")
+    plan = replace(plan, parallel=parallel, peers=peers, llama_server=binary)
     run_bench(settings, agent, plan, echo=click.echo)
 
 

@@ -1,6 +1,8 @@
-"""Engine-level benchmark of the full profile's four model shapes on one machine (no HTTP).
+"""Engine-level benchmark of the full profile's four model shapes on one machine.
 
     PYTHONPATH=/tmp/site:. python3 scripts/gpu_bench.py --models /tmp/gguf --out gpu_bench.json
+    PYTHONPATH=/tmp/site:. python3 scripts/gpu_bench.py --models /tmp/gguf --agent coder \
+        --out coder.json --llama-server /tmp/llbuild/bin/llama-server   # one model, + the peer
     .venv/bin/python scripts/gpu_bench.py --tiny --models /tmp/tiny --out tiny.json  # CPU check
 
 Loads the four random-weight GGUFs of scripts/random_gguf.py as the four agents of ONE `Engine`
@@ -9,7 +11,11 @@ Loads the four random-weight GGUFs of scripts/random_gguf.py as the four agents 
   llama_decode loop; the memory-bandwidth ceiling (bytes of weights read per token, only the active
   experts of a MoE, into the measured memory bandwidth) and both figures as fractions of it;
 - memory: GPU memory used (nvidia-smi) and process RSS vs the sum of the engine's estimates;
-- 1, 2, 4 and 8 concurrent streams on the planner's model: aggregate tok/s and ratio to one stream.
+- 1, 2, 4 and 8 concurrent streams on the planner's model (or --agent's): aggregate tok/s and
+  ratio to one stream; with --llama-server, the same streams sent to llama.cpp's llama-server on
+  the same file (HTTP, `-np 8`, the same context), and our aggregate against its.
+With --agent only that model is loaded (every agent pointed at its file), so that one model's
+failure cannot take the others' figures with it.
 Each pair is printed on a line with `ratio`. All figures go to --out as JSON, rewritten after every
 stage, so a run cut short keeps what it measured. Only what `breakingwind.engine` needs is imported
 (llama_cpp, numpy, psutil, pydantic, jinja2, gguf), for machines without a package registry.
@@ -21,9 +27,13 @@ import argparse
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -101,8 +111,8 @@ def gpu_memory_used() -> int | None:
     return sum(int(line) for line in out.split()) * (1 << 20) if out.strip() else None
 
 
-def bench_settings(models: dict[str, Path], n_ctx: int) -> Settings:
-    environ = {}
+def bench_settings(models: dict[str, Path], n_ctx: int, slots: int) -> Settings:
+    environ = {"BREAKINGWIND_ENGINE__PARALLEL": str(slots)}  # continuous batching slots
     for agent, path in models.items():
         prefix = f"BREAKINGWIND_{agent.upper()}__"
         environ[f"{prefix}MODEL"] = str(path.resolve())
@@ -174,12 +184,23 @@ class Results:
         self.path.write_text(json.dumps(self.data, indent=2, default=str))
 
 
-async def run(models: dict[str, Path], profile: Profile, results: Results) -> None:
+async def run(
+    models: dict[str, Path],
+    profile: Profile,
+    results: Results,
+    concurrency_agent: str = CONCURRENCY_AGENT,
+    llama_server: Path | None = None,
+    measured: tuple[str, ...] = tuple(SHAPES),
+    bandwidth_file: Path | None = None,
+) -> None:
     backend = compiled_backend()
     results.record("machine", machine_description())
     results.record("backend", backend)
     results.record("profile", asdict(profile))
-    bandwidth = host_bandwidth() if backend == "CPU" else device_bandwidth()
+    if bandwidth_file is not None:  # measured once by the caller (scripts/bandwidth.py)
+        bandwidth = json.loads(bandwidth_file.read_text())
+    else:
+        bandwidth = host_bandwidth() if backend == "CPU" else device_bandwidth()
     results.record("bandwidth", bandwidth)
     print(f"machine: {results.data['machine']}; llama.cpp backend {backend}", flush=True)
     print(
@@ -188,36 +209,135 @@ async def run(models: dict[str, Path], profile: Profile, results: Results) -> No
     )
 
     before = MemoryUse.now()
-    engine = Engine(bench_settings(models, profile.n_ctx))
+    engine = Engine(bench_settings(models, profile.n_ctx, max(profile.streams)))
     started = time.perf_counter()
     engine.start()
-    per_token = {agent: bytes_read_per_token(path) for agent, path in models.items()}
+    per_token = {agent: bytes_read_per_token(models[agent]) for agent in measured}
     await engine.wait_ready()
     loaded_s = time.perf_counter() - started
     try:
         report_loads(engine, loaded_s, results)
         report_memory(engine, before, results)
         figures = {}
-        for agent in models:
+        for agent in measured:
             bare, streamed = await decode_pair(engine, agent, profile.tokens, profile.repeats)
             figures[agent] = agent_figures(
                 bare, streamed, per_token[agent], bandwidth["bytes_per_s"]
             )
             print_agent(agent, figures[agent])
             results.record("agents", figures)
-        await concurrent_streams(engine, CONCURRENCY_AGENT, 1, 8)  # warm-up
+        await concurrent_streams(engine, concurrency_agent, 1, 8)  # warm-up
         concurrency = []
         for n in profile.streams:
             concurrency.append(
-                await concurrent_streams(engine, CONCURRENCY_AGENT, n, profile.stream_tokens)
+                await concurrent_streams(engine, concurrency_agent, n, profile.stream_tokens)
             )
             concurrency[-1]["vs_one_stream"] = (
                 concurrency[-1]["aggregate_tps"] / concurrency[0]["aggregate_tps"]
             )
-            print_concurrency(concurrency[-1])
-            results.record("concurrency", {"agent": CONCURRENCY_AGENT, "runs": concurrency})
+            print_concurrency(concurrency_agent, concurrency[-1])
+            results.record("concurrency", {"agent": concurrency_agent, "runs": concurrency})
     finally:
         engine.close()
+    if llama_server is not None:
+        peer = peer_streams(
+            llama_server, models[concurrency_agent], profile, engine_slots=max(profile.streams)
+        )
+        for ours, theirs in zip(concurrency, peer, strict=True):
+            theirs["ours_vs_peer"] = ours["aggregate_tps"] / theirs["aggregate_tps"]
+            print_peer(concurrency_agent, ours, theirs)
+        results.record("peer_llama_server", {"agent": concurrency_agent, "runs": peer})
+
+
+# --- the peer: llama.cpp's llama-server on the same file -------------------------------------
+
+
+def peer_streams(
+    binary: Path, model: Path, profile: Profile, engine_slots: int
+) -> list[dict[str, Any]]:
+    """Start llama-server with the engine's settings (context, slots, all layers offloaded,
+    flash attention off, one unified cache) and send it the same streams."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [
+        str(binary), "-m", str(model), "-c", str(profile.n_ctx), "-np", str(engine_slots),
+        "--kv-unified", "-ngl", "999", "-fa", "off", "--no-webui",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with open(Path(tempfile.gettempdir()) / "llama-server.log", "w") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not _serving(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"llama-server did not start (see {log.name})")
+            time.sleep(0.25)
+        print(f"llama-server: {' '.join(argv[1:])}", flush=True)
+        _http_streams(url, 1, 8)  # warm-up
+        runs = []
+        for n in profile.streams:
+            runs.append(_http_streams(url, n, profile.stream_tokens))
+            runs[-1]["vs_one_stream"] = runs[-1]["aggregate_tps"] / runs[0]["aggregate_tps"]
+        return runs
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _http_streams(url: str, n: int, tokens: int) -> dict[str, Any]:
+    """`n` streamed chat requests at once (threads, stdlib HTTP: no client packages there)."""
+    body = json.dumps(
+        {
+            "messages": BENCH_MESSAGES,
+            "max_tokens": tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+
+    def one(_: int) -> int:
+        request = urllib.request.Request(
+            f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"}
+        )
+        chunks = 0
+        with urllib.request.urlopen(request, timeout=600) as response:
+            for line in response:
+                if line.startswith(b"data: {"):
+                    chunk = json.loads(line[6:])
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        chunks += 1
+        return chunks
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        generated = sum(pool.map(one, range(n)))
+    elapsed = time.perf_counter() - started
+    return {
+        "streams": n,
+        "tokens": generated,
+        "seconds": elapsed,
+        "aggregate_tps": generated / elapsed,
+    }
+
+
+def print_peer(agent: str, ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    print(
+        f"{agent:<12} {ours['streams']} streams: breakingwind {ours['aggregate_tps']:8.1f} tok/s"
+        f"  llama-server {theirs['aggregate_tps']:8.1f} tok/s ({theirs['vs_one_stream']:.2f}x its"
+        f" 1 stream)  ratio breakingwind/llama-server {theirs['ours_vs_peer']:.3f}",
+        flush=True,
+    )
 
 
 def report_loads(engine: Engine, loaded_s: float, results: Results) -> None:
@@ -243,11 +363,12 @@ class MemoryUse:
 
 def report_memory(engine: Engine, before: MemoryUse, results: Results) -> None:
     """Memory the loaded models added vs the engine's estimate (file + f16 KV cache at n_ctx)."""
-    estimated = sum(
-        Path(status.model_file).stat().st_size + status.report.kv_cache_bytes
+    loaded = {  # one entry per model file: agents sharing a file share its worker
+        status.model_file: Path(status.model_file).stat().st_size + status.report.kv_cache_bytes
         for status in engine.status().values()
         if status.report is not None
-    )
+    }
+    estimated = sum(loaded.values())
     after = MemoryUse.now()
     results.record(
         "memory",
@@ -283,9 +404,9 @@ def print_agent(agent: str, f: dict[str, Any]) -> None:
     )
 
 
-def print_concurrency(c: dict[str, Any]) -> None:
+def print_concurrency(agent: str, c: dict[str, Any]) -> None:
     print(
-        f"{CONCURRENCY_AGENT:<12} {c['streams']} streams: aggregate {c['aggregate_tps']:8.1f} tok/s"
+        f"{agent:<12} {c['streams']} streams: aggregate {c['aggregate_tps']:8.1f} tok/s"
         f" ({c['tokens']} tokens in {c['seconds']:.2f} s)  ratio {c['streams']}/1 streams"
         f" {c['vs_one_stream']:.3f}",
         flush=True,
@@ -303,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the tiny files, a short run (CPU)")
     parser.add_argument("--n-ctx", type=int, help="context of every agent (default 16384)")
     parser.add_argument("--tokens", type=int, help="tokens per decode run (default 256)")
+    parser.add_argument("--agent", choices=sorted(SHAPES), help="load and measure only this one")
+    parser.add_argument("--llama-server", type=Path, help="also load this llama-server (peer)")
+    parser.add_argument(
+        "--bandwidth", type=Path, help="JSON of scripts/bandwidth.py (default: measure it)"
+    )
     args = parser.parse_args(argv)
     overrides = {"n_ctx": args.n_ctx, "tokens": args.tokens}
     profile = replace(
@@ -313,7 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(path) for path in models.values() if not path.is_file()]
     if missing:
         parser.error(f"missing model files (write them with scripts/random_gguf.py): {missing}")
-    asyncio.run(run(models, profile, Results(args.out)))
+    if args.agent:  # every agent on its file: one worker, one model in memory
+        models = {agent: models[args.agent] for agent in SHAPES}
+    results = Results(args.out)
+    asyncio.run(
+        run(
+            models,
+            profile,
+            results,
+            args.agent or CONCURRENCY_AGENT,
+            args.llama_server,
+            (args.agent,) if args.agent else tuple(SHAPES),
+            args.bandwidth,
+        )
+    )
     return 0
 
 

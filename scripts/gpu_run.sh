@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The GPU measurement on the device machine (docs/gpu-run.md): install the wheels carried in .gpu/,
-# build llama-cpp-python with CUDA while the four full-shape GGUFs are written, then run
-# scripts/gpu_bench.py. A step already done (a warm machine) is skipped, so a second call resumes.
+# build llama-cpp-python with CUDA (and llama.cpp's llama-server from the same sources, the peer)
+# while the four full-shape GGUFs are written, then run scripts/gpu_bench.py once per model, each
+# in its own process (a crash loses one model's figures, not all), and once with all four loaded.
+# A step already done (a warm machine) is skipped, so a second call resumes.
 # Logs and the JSON of all figures go to $OUT (the folder the device tool sends back).
 #
 #   bash scripts/gpu_run.sh          # everything: wheels, build + GGUFs, bench
 #   bash scripts/gpu_run.sh build    # only the wheels and the build
+#   bash scripts/gpu_run.sh bench    # only the benches (files and build already there)
 #
 # Environment: OUT (default ./gpu-out), SITE (default /tmp/site), GGUF (default: a RAM tmpfs
 # mounted at /mnt/gguf, else /tmp/gguf), BUDGET_S (default 580: the tool stops a command at 600),
@@ -20,6 +23,8 @@ OUT=${OUT:-$PWD/gpu-out}
 SITE=${SITE:-/tmp/site}
 WHEELS=${WHEELS:-.gpu/wheels}
 BUDGET_S=${BUDGET_S:-580}
+BUILD_DIR=${BUILD_DIR:-/tmp/llama-build}
+RESULTS=/tmp/gpu-results
 GGUF_BYTES=56000000000  # the four full files are 53.2 GB
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
@@ -65,10 +70,14 @@ build_llama_cpp() {
         return
     fi
     log "building llama-cpp-python with CUDA for sm_90 (about 5 minutes; log in build.log)"
-    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" \
+    # The llama.cpp tools (llama-server among them) are built in the same tree, which is kept in
+    # $BUILD_DIR; mtmd comes with the tools, so llama-cpp-python's own copy of it is left out.
+    CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TOOLS=ON \
+-DLLAMA_BUILD_SERVER=ON -DLLAVA_BUILD=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF" \
         CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
         python3 -m pip install --root-user-action=ignore --no-build-isolation --no-deps \
-        --no-index --no-cache-dir --upgrade --target "$SITE" .gpu/llama_cpp_python-*.tar.gz \
+        --no-index --no-cache-dir --upgrade --target "$SITE" \
+        --config-settings=build-dir="$BUILD_DIR" .gpu/llama_cpp_python-*.tar.gz \
         >"$OUT/build.log" 2>&1 \
         || { tail -40 "$OUT/build.log"; fail "llama-cpp-python build"; }
     log "built"
@@ -83,14 +92,63 @@ write_gguf_files() {
         --scale "$SCALE" >"$OUT/random_gguf.log" 2>&1
 }
 
-run_bench() {
-    local left=$((BUDGET_S - SECONDS))
-    log "gpu_bench with $left s left"
+llama_server_binary() {
+    { find "$BUILD_DIR" "$SITE" -name llama-server -type f -perm -u+x 2>/dev/null; command -v llama-server; } | head -1
+}
+
+# One gpu_bench process: $1 the GGUF folder, $2 a name for its JSON, $3 its time limit, the rest
+# gpu_bench's own arguments. A crash (segfault: 139) is reported and the run goes on.
+bench_once() {
+    local folder=$1 name=$2 limit=$3
+    shift 3
     local tiny=()
     [ "$SCALE" = tiny ] && tiny=(--tiny)
-    PYTHONPATH="$SITE:$PWD" timeout "$left" python3 scripts/gpu_bench.py --models "$1" \
-        "${tiny[@]}" --out "$OUT/gpu_bench.json" 2>&1 \
-        | grep -v "^llama_kv_cache_iswa" | tee "$OUT/gpu_bench.log"
+    log "gpu_bench $name ($limit s at most)"
+    PYTHONPATH="$SITE:$PWD" timeout "$limit" python3 scripts/gpu_bench.py --models "$folder" \
+        "${tiny[@]}" --bandwidth "$RESULTS/bandwidth.json" --out "$RESULTS/$name.json" "$@" 2>&1 \
+        | grep -v -E "^(llama_model_loader: - kv|llama_kv_cache_iswa|print_info: )"
+    local status=${PIPESTATUS[0]}
+    [ "$status" = 0 ] || log "gpu_bench $name ended with status $status"
+    return "$status"
+}
+
+run_benches() {
+    local folder=$1 server
+    mkdir -p "$RESULTS"
+    server=$(llama_server_binary)
+    log "llama-server: ${server:-not built}"
+    log "measuring the device memory bandwidth"
+    if [ "$SCALE" = tiny ]; then  # a CPU check: the host's memory
+        PYTHONPATH=scripts python3 -c "import json, bandwidth; print(json.dumps(bandwidth.host_bandwidth()))"
+    else
+        python3 scripts/bandwidth.py
+    fi >"$RESULTS/bandwidth.json" || fail "bandwidth"
+    cat "$RESULTS/bandwidth.json"
+    # the planner (8B) is the concurrency model; the peer runs on its file
+    bench_once "$folder" planner 150 --agent planner ${server:+--llama-server "$server"}
+    for agent in coder reviewer preprocessor; do
+        bench_once "$folder" "$agent" 90 --agent "$agent"
+    done
+    local left=$((BUDGET_S - SECONDS - 5))
+    if [ "$left" -gt 60 ]; then
+        bench_once "$folder" all-four "$left"  # one engine, four models: VRAM and load together
+        if [ "$?" = 139 ] && [ $((BUDGET_S - SECONDS)) -gt 60 ] && command -v cuda-gdb >/dev/null; then
+            log "segfault with all four loaded: again under cuda-gdb for a backtrace"
+            PYTHONPATH="$SITE:$PWD" timeout $((BUDGET_S - SECONDS - 5)) cuda-gdb -q -batch \
+                -ex run -ex "thread apply all bt 12" --args python3 scripts/gpu_bench.py \
+                --models "$folder" --bandwidth "$RESULTS/bandwidth.json" \
+                --out "$RESULTS/all-four-gdb.json" >"$OUT/gdb.log" 2>&1
+            grep -n -A30 "SIGSEGV" "$OUT/gdb.log" | head -80
+        fi
+    else
+        log "no time left for the run with all four models loaded"
+    fi
+    # one JSON of everything that came back
+    python3 - "$RESULTS" "$OUT/gpu_bench.json" <<'PY'
+import json, pathlib, sys
+results = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}
+pathlib.Path(sys.argv[2]).write_text(json.dumps(results, indent=2))
+PY
 }
 
 describe_machine
@@ -109,10 +167,13 @@ all)
     cat "$OUT/random_gguf.log"
     df -h "$folder"
     [ "$writer_status" = 0 ] || fail "writing the GGUFs"
-    run_bench "$folder" || fail "gpu_bench"
+    run_benches "$folder"
+    ;;
+bench)  # the files and the build are there already (a warm machine, or a CPU check)
+    run_benches "$(gguf_folder)"
     ;;
 *)
-    fail "unknown stage $STAGE (all or build)"
+    fail "unknown stage $STAGE (all, build or bench)"
     ;;
 esac
 log "done; figures in $OUT/gpu_bench.json"

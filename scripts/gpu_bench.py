@@ -266,20 +266,24 @@ def peer_streams(
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    with open(Path(tempfile.gettempdir()) / "llama-server.log", "w") as log:
+    log_path = Path(tempfile.gettempdir()) / "llama-server.log"
+    with open(log_path, "w") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    print(f"llama-server: {' '.join(argv[1:])}", flush=True)
     try:
-        deadline = time.monotonic() + 300
+        started = time.monotonic()
         while not _serving(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"llama-server did not start (see {log.name})")
+            if process.poll() is not None or time.monotonic() - started > 120:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise SystemExit("llama-server did not start:\n" + "\n".join(tail))
             time.sleep(0.25)
-        print(f"llama-server: {' '.join(argv[1:])}", flush=True)
+        print(f"llama-server: serving after {time.monotonic() - started:.1f} s", flush=True)
         _http_streams(url, 1, 8)  # warm-up
         runs = []
         for n in profile.streams:
             runs.append(_http_streams(url, n, profile.stream_tokens))
             runs[-1]["vs_one_stream"] = runs[-1]["aggregate_tps"] / runs[0]["aggregate_tps"]
+            print(f"llama-server: {n} streams done", flush=True)
         return runs
     finally:
         process.terminate()
@@ -311,7 +315,7 @@ def _http_streams(url: str, n: int, tokens: int) -> dict[str, Any]:
             f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"}
         )
         chunks = 0
-        with urllib.request.urlopen(request, timeout=600) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             for line in response:
                 if line.startswith(b"data: {"):
                     chunk = json.loads(line[6:])

@@ -10,7 +10,9 @@
 #   bash scripts/gpu_run.sh build    # only the wheels and the build
 #   bash scripts/gpu_run.sh bench    # only the benches (files and build already there)
 #
-# Environment: OUT (default ./gpu-out), SITE (default /tmp/site), GGUF (default: a RAM tmpfs
+# Environment: RUNS (default "planner:peer coder reviewer preprocessor": one gpu_bench process each,
+# :peer adds llama-server on that model; the run with all four follows while time is left),
+# OUT (default ./gpu-out), SITE (default /tmp/site), GGUF (default: a RAM tmpfs
 # mounted at /mnt/gguf, else /tmp/gguf), BUDGET_S (default 580: the tool stops a command at 600),
 # SCALE (full, or tiny to try this script on a CPU machine whose SITE holds a llama_cpp) and
 # WHEELS (default .gpu/wheels: the cp312 wheels of scripts/gpu_wheels.sh).
@@ -124,10 +126,12 @@ run_benches() {
         python3 scripts/bandwidth.py
     fi >"$RESULTS/bandwidth.json" || fail "bandwidth"
     cat "$RESULTS/bandwidth.json"
-    # the planner (8B) is the concurrency model; the peer runs on its file
-    bench_once "$folder" planner 150 --agent planner ${server:+--llama-server "$server"}
-    for agent in coder reviewer preprocessor; do
-        bench_once "$folder" "$agent" 90 --agent "$agent"
+    # RUNS: which processes, in order; AGENT:peer also sends the streams to llama-server
+    for run in ${RUNS:-planner:peer coder reviewer preprocessor}; do
+        local agent=${run%%:*} peer=()
+        [ "$run" != "$agent" ] && [ -n "$server" ] && peer=(--llama-server "$server")
+        bench_once "$folder" "$agent" $((${#peer[@]} ? 200 : 90)) --agent "$agent" "${peer[@]}"
+        [ -f /tmp/llama-server.log ] && cp /tmp/llama-server.log "$OUT/llama-server.log"
     done
     local left=$((BUDGET_S - SECONDS - 5))
     if [ "$left" -gt 60 ]; then

@@ -94,6 +94,9 @@ def _llama_server_argv(binary: Path, settings: ServingSettings, port: int) -> li
         "-ngl", str(layers),
         "-fa", "off",
         "--no-webui",
+        # its host-RAM prompt cache saves a slot's state before each new request, which stalled
+        # every new request for ~36 s with a 16K-cell cache on the H100 (docs/benchmarks.md)
+        "--cache-ram", "0",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
 

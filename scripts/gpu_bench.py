@@ -263,6 +263,9 @@ def peer_streams(
     argv = [
         str(binary), "-m", str(model), "-c", str(profile.n_ctx), "-np", str(engine_slots),
         "--kv-unified", "-ngl", "999", "-fa", "off", "--no-webui",
+        # its host-RAM prompt cache saved a slot's state before each new request: 36 s stalls
+        # with a 16K-cell cache on the H100 (docs/benchmarks.md); ours keeps no such copy
+        "--cache-ram", "0",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"

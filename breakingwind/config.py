@@ -435,6 +435,14 @@ class RunTestsSettings(_Section):
     max_processes: int = Field(
         256, ge=1, description="Processes the run may add to the user's current count."
     )
+    run_as_user: str | None = Field(
+        "nobody",
+        min_length=1,
+        description="When the daemon runs as root, the tests run as this user (Linux, setpriv): "
+        "root ignores RLIMIT_NPROC and may raise its own limits. The tests still read what root "
+        "reads (the interpreter may live under /root) but write only where this user may. "
+        "Unset: run as root, with no process limit.",
+    )
     max_output_bytes: int = Field(
         65536, ge=1024, description="Bytes of the runner's output kept (head and tail)."
     )

@@ -95,6 +95,24 @@ class ServerSettings(_Section):
         ge=1024,
         description="Largest request body accepted (413 beyond); images travel base64 in JSON.",
     )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) accepted; 431 beyond.",
+    )
+    max_headers: int = Field(100, ge=10, description="Most request headers accepted; 431 beyond.")
+    header_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="A connection that has not sent a whole request head this long after it "
+        "opened, or after its last response, is closed (idle and slow-loris clients).",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A request body must arrive whole within this many seconds of its head; "
+        "else 408 and the connection is closed (slow-loris bodies).",
+    )
     keepalive_s: float = Field(
         10.0, gt=0, description="Send an SSE comment after this many seconds of silence."
     )

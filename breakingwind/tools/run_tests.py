@@ -122,7 +122,8 @@ async def run_tests(
     probe = ctx.shared(NamespaceProbe, NamespaceProbe)
     isolate = settings.isolate_network and probe.check(user_namespace=run_as is None)
     async with ctx.shared(RunTestsGate, RunTestsGate).lock:
-        limits = limits_for(settings, run_as)  # counted under the gate: no other run is adding
+        # Counted under the gate, so that no other run of this registry is adding processes.
+        limits = await asyncio.to_thread(limits_for, settings, run_as)
         scratch = Path(tempfile.mkdtemp(prefix="breakingwind-tests-"))
         try:
             copy = scratch / "project"

@@ -84,21 +84,19 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from breakingwind.api.app import create_app
+    from breakingwind.api.server import server_config
 
     settings = _settings(ctx)
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        log_level=settings.server.log_level,
-        # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests run this long, then
-        # runs the lifespan shutdown (which closes the engine).
-        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+    server = uvicorn.Server(
+        server_config(create_app(settings), settings.server, host=host, port=port)
     )
+    server.run()
+    if not server.started:  # the port was taken or the start-up failed; as uvicorn.run exits
+        sys.exit(3)
 
 
 @main.group()

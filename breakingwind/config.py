@@ -95,6 +95,24 @@ class ServerSettings(_Section):
         ge=1024,
         description="Largest request body accepted (413 beyond); images travel base64 in JSON.",
     )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) accepted; 431 beyond.",
+    )
+    max_headers: int = Field(100, ge=10, description="Most request headers accepted; 431 beyond.")
+    header_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="A connection that has not sent a whole request head this long after it "
+        "opened, or after its last response, is closed (idle and slow-loris clients).",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A request body must arrive whole within this many seconds of its head; "
+        "else 408 and the connection is closed (slow-loris bodies).",
+    )
     keepalive_s: float = Field(
         10.0, gt=0, description="Send an SSE comment after this many seconds of silence."
     )
@@ -434,6 +452,14 @@ class RunTestsSettings(_Section):
     max_file_mb: int = Field(256, ge=1, description="Largest file a test process may write, MiB.")
     max_processes: int = Field(
         256, ge=1, description="Processes the run may add to the user's current count."
+    )
+    run_as_user: str | None = Field(
+        "nobody",
+        min_length=1,
+        description="When the daemon runs as root, the tests run as this user (Linux, setpriv): "
+        "root ignores RLIMIT_NPROC and may raise its own limits. The tests still read what root "
+        "reads (the interpreter may live under /root) but write only where this user may. "
+        "Unset: run as root, with no process limit.",
     )
     max_output_bytes: int = Field(
         65536, ge=1024, description="Bytes of the runner's output kept (head and tail)."

@@ -7,9 +7,11 @@
      │    ├── Unauthorized         401: missing or wrong API key
      │    ├── Forbidden            403: foreign Origin (cross-site request)
      │    ├── ModelNotFound        404: no such model id
+     │    ├── RequestTimeout       408: the body did not arrive within server.body_timeout_s
      │    ├── PayloadTooLarge      413: body over server.max_body_bytes
      │    ├── UnsupportedMediaType 415: a JSON route called with another content type
      │    ├── MisdirectedRequest   421: foreign Host header (DNS rebinding)
+     │    ├── HeadersTooLarge      431: more than server.max_headers, or over max_header_bytes
      │    └── NotImplementedYet    501: a route or model that exists but is not built yet
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
@@ -109,6 +111,11 @@ class ModelNotFound(RequestError):
     code = "model_not_found"
 
 
+class RequestTimeout(RequestError):
+    status_code = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(RequestError):
     status_code = 413
     code = "payload_too_large"
@@ -122,6 +129,11 @@ class UnsupportedMediaType(RequestError):
 class MisdirectedRequest(RequestError):
     status_code = 421
     code = "forbidden_host"
+
+
+class HeadersTooLarge(RequestError):
+    status_code = 431
+    code = "headers_too_large"
 
 
 class NotImplementedYet(RequestError):

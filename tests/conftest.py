@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from breakingwind.api.server import server_config
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
@@ -92,12 +93,17 @@ def model_copy(tmp_path: Path, embedded_gguf: Path) -> Path:
 
 
 class LiveServer:
-    """A real uvicorn server on 127.0.0.1 (free port) running in a background thread."""
+    """A real uvicorn server on 127.0.0.1 (free port) running in a background thread; with
+    `settings`, configured as `breakingwind serve` configures it (its protocol and limits)."""
 
-    def __init__(self, app: Any) -> None:
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
+    def __init__(self, app: Any, settings: Settings | None = None) -> None:
+        where = {"host": "127.0.0.1", "port": _free_port(), "log_level": "warning"}
+        config = (
+            server_config(app, settings.server, **where)
+            if settings is not None
+            else uvicorn.Config(app, **where)
         )
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property

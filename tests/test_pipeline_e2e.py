@@ -20,6 +20,7 @@ from tests.conftest import write_config
 from tests.pipeline_fixtures import CALC, TASK, make_project
 from tests.test_workflow_api import parse_sse
 
+REPO = Path(__file__).resolve().parent.parent
 # Small budgets keep a full workflow of the tiny model to a few tens of seconds.
 FAST = """
 [pipeline]
@@ -56,10 +57,15 @@ models_dir = "models"
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int, env: dict[str, str]) -> None:
+    """`breakingwind serve` as a process (or `argv`, another entry point that serves `config`)."""
+
+    def __init__(
+        self, config: Path, port: int, env: dict[str, str], argv: list[str] | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            argv or [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

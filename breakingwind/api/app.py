@@ -17,7 +17,14 @@ from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
 from breakingwind.api.mcp_server import build_mcp_server, mcp_http_routes
 from breakingwind.api.metrics import Metrics, metrics_endpoint
-from breakingwind.api.middleware import ApiKeyAuth, BodySizeLimit, LocalOnlyGuard, RequestMetrics
+from breakingwind.api.middleware import (
+    ApiKeyAuth,
+    BodySizeLimit,
+    BodyTimeout,
+    HeaderLimits,
+    LocalOnlyGuard,
+    RequestMetrics,
+)
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
@@ -73,6 +80,7 @@ def create_app(
     metrics = Metrics(known_paths=frozenset(r.path for r in routes))
     middleware = [
         Middleware(RequestMetrics, metrics=metrics),
+        Middleware(HeaderLimits, max_bytes=server.max_header_bytes, max_headers=server.max_headers),
         Middleware(
             LocalOnlyGuard, allowed_hosts=server.allowed_hosts, allowed_origins=server.cors_origins
         ),
@@ -94,6 +102,7 @@ def create_app(
             # The upload route bounds its own body, by the media settings.
             self_limited=frozenset({TRANSCRIPTIONS_PATH}),
         ),
+        Middleware(BodyTimeout, timeout_s=server.body_timeout_s),  # uploads included
     ]
     app = Starlette(
         routes=routes,

@@ -24,6 +24,7 @@ from breakingwind.errors import (
     CorruptMedia,
     EngineError,
     GrammarError,
+    HeadersTooLarge,
     InvalidToolArguments,
     MediaError,
     MediaPathRefused,
@@ -32,6 +33,7 @@ from breakingwind.errors import (
     ProjectChanged,
     QueueFull,
     RequestError,
+    RequestTimeout,
     SandboxViolation,
     StoreError,
     StructuredOutputError,
@@ -99,6 +101,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         )
         message = str(exc) if isinstance(exc, BreakingWindError) else "internal server error"
         body = _body(message, kind, getattr(exc, "param", None), code)
+    if isinstance(exc, RequestTimeout | HeadersTooLarge):
+        headers["Connection"] = "close"  # the rest of the request may still be coming: stop here
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, BackendUnavailable) and exc.retry_after_s is not None:

@@ -1,8 +1,9 @@
-"""Pure ASGI middleware (never buffers a stream): local-only guard, API key, body size limit,
-request metrics."""
+"""Pure ASGI middleware (never buffers a stream): request head limits, local-only guard, API
+key, body size limit, body timeout, request metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Iterable
@@ -14,9 +15,11 @@ from breakingwind.api.errors import error_response
 from breakingwind.api.metrics import Metrics
 from breakingwind.errors import (
     Forbidden,
+    HeadersTooLarge,
     MisdirectedRequest,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     Unauthorized,
 )
 
@@ -32,6 +35,36 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _refuse(exc: RequestError, scope: Scope, receive: Receive, send: Send) -> None:
     await error_response(exc)(scope, receive, send)
+
+
+class HeaderLimits:
+    """431 for a request with more than `max_headers` headers or a head over `max_bytes`.
+
+    uvicorn's h11 refuses a head only while it is still incomplete past its buffer limit; one
+    that arrives whole in a single read (up to 256 KiB) gets through at any size. This makes the
+    limit the same however the bytes arrive.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_headers: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_headers = max_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", ())
+        size = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+        size += sum(len(name) + len(value) + 4 for name, value in headers)  # ": " and CRLF
+        if len(headers) > self.max_headers or size > self.max_bytes:
+            refused = HeadersTooLarge(
+                f"the request head has {len(headers)} headers and {size} bytes; the limits are"
+                f" {self.max_headers} headers and {self.max_bytes} bytes"
+            )
+            await _refuse(refused, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class LocalOnlyGuard:
@@ -145,6 +178,42 @@ class BodySizeLimit:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body is larger than {limit} bytes")
+
+
+class BodyTimeout:
+    """408 (and the connection closed) when a request body has not arrived whole `timeout_s`
+    after its head: a client dribbling a byte a second would otherwise hold the request open.
+
+    Only reads of the body are timed; once it is complete, `receive` waits for a disconnect (as
+    streaming responses do) without a deadline.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.timeout_s:g} seconds"
+                ) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
 
 
 class RequestMetrics:

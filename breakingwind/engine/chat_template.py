@@ -1,4 +1,8 @@
-"""Turn chat messages into a prompt string with the model's own template (or a named override)."""
+"""Turn chat messages into a prompt string with the model's own template (or a named override).
+
+A GGUF's template is untrusted Jinja: llama-cpp-python's Jinja2ChatFormatter renders it in
+jinja2's ImmutableSandboxedEnvironment, and whatever the sandbox refuses becomes a TemplateError.
+"""
 
 from __future__ import annotations
 

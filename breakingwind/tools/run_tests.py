@@ -32,8 +32,11 @@ from breakingwind.tools.registry import PathArgument, ToolContext
 from breakingwind.tools.sandboxed_process import (
     Isolation,
     NamespaceProbe,
+    hand_over,
     limits_for,
+    run_as_for,
     run_sandboxed,
+    user_name,
 )
 from breakingwind.tools.test_results import (
     Counts,
@@ -115,9 +118,12 @@ async def run_tests(
     """
     settings = ctx.settings.run_tests
     limit = min(timeout_s or settings.timeout_s, settings.timeout_s)
-    isolate = settings.isolate_network and ctx.shared(NamespaceProbe, NamespaceProbe).check()
-    limits = limits_for(settings)
+    run_as = run_as_for(settings)
+    probe = ctx.shared(NamespaceProbe, NamespaceProbe)
+    isolate = settings.isolate_network and probe.check(user_namespace=run_as is None)
     async with ctx.shared(RunTestsGate, RunTestsGate).lock:
+        # Counted under the gate, so that no other run of this registry is adding processes.
+        limits = await asyncio.to_thread(limits_for, settings, run_as)
         scratch = Path(tempfile.mkdtemp(prefix="breakingwind-tests-"))
         try:
             copy = scratch / "project"
@@ -125,9 +131,10 @@ async def run_tests(
             cwd = copy / workspace.relative_to(ctx.sandbox.root)
             plan = _plan(runner, cwd, tests, settings, scratch)
             env = _scrubbed_env(settings, scratch)
+            await asyncio.to_thread(hand_over, scratch, run_as)  # the tests write only here
             run = dict(
                 cwd=cwd, env=env, limits=limits, max_output_bytes=settings.max_output_bytes,
-                isolate=isolate, read_only=[ctx.sandbox.root],
+                isolate=isolate, read_only=[ctx.sandbox.root], run_as=run_as,
             )  # fmt: skip
             done = await run_sandboxed(plan.argv, timeout_s=limit, **run)
             counts, source = plan.parse(done.output, scratch)
@@ -164,6 +171,7 @@ async def run_tests(
             project_read_only=isolate,
             scratch_copy=True,
             limits=limits,
+            user=user_name(run_as),
         ),
     )
 

@@ -2,12 +2,15 @@
 
 - Resource limits are set with `resource.setrlimit` in the child before exec (CPU seconds,
   address space, largest file written, process count, no core files).
+- Root ignores RLIMIT_NPROC and may raise any limit, so a daemon running as root runs the command
+  as an unprivileged user (`setpriv`), keeping only CAP_DAC_READ_SEARCH so that it can still
+  reach an interpreter under /root. The caller hands the scratch folder to that user.
 - The child leads a new session; on timeout or cancellation the process group is killed, and
   any descendant that left the group is found through psutil and killed too.
-- Where Linux namespaces are available (`unshare --user --net --mount --pid`), the command runs
-  with no network (only a loopback interface), in its own PID namespace (when its first process
-  dies, the kernel kills the rest) and with the read-only paths bind-mounted read-only.
-  Elsewhere it runs without that layer and `Isolation` says so.
+- Where Linux namespaces are available (`unshare --net --mount --pid`, plus `--user` unless
+  root), the command runs with no network (only a loopback interface), in its own PID namespace
+  (when its first process dies, the kernel kills the rest) and with the read-only paths
+  bind-mounted read-only. Elsewhere it runs without that layer and `Isolation` says so.
 - Output (stdout and stderr together) is bounded: the head and the tail are kept.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import resource
 import shutil
 import signal
@@ -29,9 +33,16 @@ import psutil
 from pydantic import BaseModel, Field
 
 from breakingwind.config import RunTestsSettings
+from breakingwind.errors import ToolFailed
 
-_UNSHARE = ("unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
-            "--kill-child", "--mount-proc")  # fmt: skip
+_UNSHARE = ("unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
+# Unprivileged users need a user namespace to unshare; root does not, and dropping to another
+# user needs root's own capabilities, which a user namespace would take away.
+_USER_NAMESPACE = ("--user", "--map-root-user")
+# The only capability the command keeps, in every set (so it survives exec as an ambient one):
+# read and search any file. No CAP_SYS_RESOURCE (raise limits), CAP_SETUID (become root again),
+# CAP_SYS_ADMIN; --no-new-privs stops setuid binaries from giving any of them back.
+_KEPT_CAPS = "-all,+dac_read_search"
 # Inside the namespaces: make each read-only path read-only, bring loopback up, run the command.
 _PRELUDE = """
 for p in $BW_READ_ONLY; do mount --bind "$p" "$p" && mount -o remount,bind,ro "$p" || exit 97; done
@@ -39,6 +50,7 @@ unset BW_READ_ONLY
 ip link set lo up 2>/dev/null
 exec "$@"
 """
+_PROBE = "mount --bind / / 2>/dev/null; true"
 
 
 class Isolation(BaseModel):
@@ -46,6 +58,19 @@ class Isolation(BaseModel):
     project_read_only: bool = Field(description="The real project was mounted read-only.")
     scratch_copy: bool = Field(description="Tests ran in a scratch copy of the project.")
     limits: dict[str, int] = Field(description="rlimits applied to every test process.")
+    user: str = Field(
+        description="The user the tests ran as. Were it root, RLIMIT_NPROC would not apply and "
+        "a test could raise its own limits."
+    )
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged user a root daemon runs test commands as."""
+
+    name: str
+    uid: int
+    gid: int
 
 
 @dataclass
@@ -58,23 +83,24 @@ class ProcessResult:
 
 
 class NamespaceProbe:
-    """Whether `unshare` works here; probed once per registry."""
+    """Whether `unshare` works here (with a user namespace or without); probed once per
+    registry."""
 
     def __init__(self) -> None:
-        self.available: bool | None = None
+        self.available: dict[bool, bool] = {}
 
-    def check(self) -> bool:
-        if self.available is None:
-            self.available = _unshare_works()
-        return self.available
+    def check(self, user_namespace: bool) -> bool:
+        if user_namespace not in self.available:
+            self.available[user_namespace] = _unshare_works(user_namespace)
+        return self.available[user_namespace]
 
 
-def _unshare_works() -> bool:
+def _unshare_works(user_namespace: bool) -> bool:
     if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
         return False
     try:
         probe = subprocess.run(
-            [*_UNSHARE, "--", "/bin/sh", "-c", "mount --bind / / 2>/dev/null; true"],
+            [*_unshare(user_namespace), "--", "/bin/sh", "-c", _PROBE],
             capture_output=True,
             timeout=10,
             check=False,
@@ -84,12 +110,55 @@ def _unshare_works() -> bool:
     return probe.returncode == 0
 
 
-def limits_for(settings: RunTestsSettings) -> dict[str, int]:
+def _unshare(user_namespace: bool) -> list[str]:
+    return [*_UNSHARE, *(_USER_NAMESPACE if user_namespace else ())]
+
+
+def run_as_for(settings: RunTestsSettings) -> RunAs | None:
+    """The user to drop to: only when the daemon is root on Linux with `setpriv`, and
+    `run_as_user` is set. Raises `ToolFailed` when that user does not exist."""
+    if os.geteuid() != 0 or settings.run_as_user is None:
+        return None
+    if not sys.platform.startswith("linux") or shutil.which("setpriv") is None:
+        return None
+    try:
+        entry = pwd.getpwnam(settings.run_as_user)
+    except KeyError:
+        raise ToolFailed(
+            f"tools.run_tests.run_as_user {settings.run_as_user!r} is not a user on this machine"
+        ) from None
+    if entry.pw_uid == 0:
+        return None
+    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def user_name(run_as: RunAs | None) -> str:
+    """Who the tests run as, for `Isolation.user`."""
+    if run_as is not None:
+        return run_as.name
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def hand_over(folder: Path, run_as: RunAs | None) -> None:
+    """Make `folder` and everything in it (links, not their targets) belong to `run_as`."""
+    if run_as is None:
+        return
+    os.chown(folder, run_as.uid, run_as.gid)
+    for parent, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            os.chown(Path(parent, name), run_as.uid, run_as.gid, follow_symlinks=False)
+
+
+def limits_for(settings: RunTestsSettings, run_as: RunAs | None) -> dict[str, int]:
     """The rlimits applied in the child (name -> value)."""
+    uid = run_as.uid if run_as is not None else os.getuid()
     limits = {
         "RLIMIT_CPU": settings.cpu_seconds,
         "RLIMIT_FSIZE": settings.max_file_mb * 1024 * 1024,
-        "RLIMIT_NPROC": _user_process_count() + settings.max_processes,
+        "RLIMIT_NPROC": _user_task_count(uid) + settings.max_processes,
         "RLIMIT_CORE": 0,
     }
     if settings.memory_mb:
@@ -97,15 +166,22 @@ def limits_for(settings: RunTestsSettings) -> dict[str, int]:
     return limits
 
 
-def _user_process_count() -> int:
-    # RLIMIT_NPROC counts every process of the user, so the budget is added to today's count.
-    uid = os.getuid()
+def _user_task_count(uid: int) -> int:
+    # RLIMIT_NPROC counts every task (thread) of the user, so the budget is added to today's count.
     count = 0
-    for process in psutil.process_iter(["uids"]):
+    for process in psutil.process_iter(["uids", "num_threads"]):
         uids = process.info.get("uids")
         if uids is not None and uids.real == uid:
-            count += 1
+            count += process.info.get("num_threads") or 1
     return count
+
+
+def _setpriv(run_as: RunAs) -> list[str]:
+    return [
+        "setpriv", f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups",
+        "--no-new-privs", f"--inh-caps={_KEPT_CAPS}", f"--ambient-caps={_KEPT_CAPS}",
+        f"--bounding-set={_KEPT_CAPS}", "--",
+    ]  # fmt: skip
 
 
 def _apply_limits(limits: dict[str, int]) -> Callable[[], None]:
@@ -130,12 +206,16 @@ async def run_sandboxed(
     max_output_bytes: int,
     isolate: bool,
     read_only: list[Path],
+    run_as: RunAs | None = None,
 ) -> ProcessResult:
-    """Run `argv`; never raises for the command's own failure (see `exit_code`/`timed_out`)."""
-    command = list(argv)
+    """Run `argv` (as `run_as` when given); never raises for the command's own failure (see
+    `exit_code`/`timed_out`)."""
+    command = [*_setpriv(run_as), *argv] if run_as is not None else list(argv)
     if isolate:
         env = {**env, "BW_READ_ONLY": " ".join(str(p) for p in read_only)}
-        command = [*_UNSHARE, "--", "/bin/sh", "-c", _PRELUDE, "sh", *argv]
+        # The mounts need root (real, or of a user namespace); the drop comes after them.
+        unshare = _unshare(user_namespace=run_as is None)
+        command = [*unshare, "--", "/bin/sh", "-c", _PRELUDE, "sh", *command]
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         *command,

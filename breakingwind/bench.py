@@ -11,7 +11,8 @@ Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuou
 stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
 with prompt-lookup speculative decoding vs without; and memory against the budget. With `--peers`,
 the same streams go, interleaved, to llama-cpp-python's server and llama.cpp's llama-server on the
-same model file (`bench_peers.py`). Every pair is printed on one line ending `ratio <what> <value>`.
+same model file (`bench_peers.py`); with `--pipeline N`, whole workflows one at a time and N at
+once (`bench_pipeline.py`). Every pair is printed on one line ending `ratio <what> <value>`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from breakingwind.bench_peers import (
     llama_cpp_python_server,
     llama_server,
 )
+from breakingwind.bench_pipeline import pipeline_load
 from breakingwind.config import Settings
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.throughput import (
@@ -136,6 +138,7 @@ class BenchPlan:
     parallel: int | None = None  # slots of the measured model (None: the most streams)
     peers: bool = False  # also load llama-cpp-python's server and llama-server alike
     llama_server: Path | None = None  # the llama-server binary (None: that peer is skipped)
+    pipeline_tasks: int = 0  # whole workflows: 1 at a time, then this many at once (0: skip)
 
 
 def run_bench(
@@ -171,6 +174,9 @@ def run_bench(
         figures |= asyncio.run(_prefix_reuse(engine, agent, plan, echo))
         figures |= asyncio.run(_speculative(engine, agent, plan, echo))
         figures |= _memory(engine, settings, echo)
+        if plan.pipeline_tasks:
+            levels = tuple(sorted({1, plan.pipeline_tasks}))
+            figures |= asyncio.run(pipeline_load(settings, engine, levels, echo))
     finally:
         server.stop()
         engine.close()

@@ -189,6 +189,13 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="The llama-server binary for --peers (default: llama-server on PATH).",
 )
+@click.option(
+    "--pipeline",
+    "pipeline_tasks",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="Also run the eval tasks through the whole pipeline, 1 and then N at once.",
+)
 @click.pass_context
 def bench(
     ctx: click.Context,
@@ -199,6 +206,7 @@ def bench(
     parallel: int | None,
     peers: bool,
     llama_server_path: str | None,
+    pipeline_tasks: int,
 ) -> None:
     """Measure speed side by side, as ratios: bare vs engine vs HTTP, 1-8 streams, prefix reuse,
     prompt-lookup drafts, the peers (--peers); and memory."""
@@ -213,7 +221,13 @@ def bench(
     binary = llama_server_binary(llama_server_path)
     if llama_server_path and binary is None:
         raise click.BadParameter(f"{llama_server_path} is not a file", param_hint="--llama-server")
-    plan = replace(plan, parallel=parallel, peers=peers, llama_server=binary)
+    plan = replace(
+        plan,
+        parallel=parallel,
+        peers=peers,
+        llama_server=binary,
+        pipeline_tasks=pipeline_tasks,
+    )
     run_bench(settings, agent, plan, echo=click.echo)
 
 

@@ -91,11 +91,9 @@ async def run_evals(
     return results
 
 
-async def _run_one(
-    pipeline: Pipeline, task: EvalTask, scratch: Path, options: WorkflowOptions
-) -> EvalResult:
-    project = scratch / task.name
-    shutil.copytree(task.folder / "repo", project)
+def prepare_project(task: EvalTask, destination: Path) -> Path:
+    """A fresh git repository holding the task's repo/ folder, one commit."""
+    shutil.copytree(task.folder / "repo", destination)
     git = [
         "git",
         "-c",
@@ -108,7 +106,14 @@ async def _run_one(
         "core.hooksPath=/dev/null",
     ]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "eval task"]):
-        subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
+        subprocess.run([*git, *args], cwd=destination, check=True, capture_output=True)
+    return destination
+
+
+async def _run_one(
+    pipeline: Pipeline, task: EvalTask, scratch: Path, options: WorkflowOptions
+) -> EvalResult:
+    project = prepare_project(task, scratch / task.name)
     started = time.monotonic()
     state = pipeline.submit(task.spec.task, project, options)
     state = await pipeline.wait(state.task_id)

@@ -18,6 +18,7 @@ import uvicorn
 from breakingwind.api.server import server_config
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
+from breakingwind.engine.gguf_file import GGUFArray, GGUFHeader, GGUFTensor
 from breakingwind.media import MediaService
 from breakingwind.models import embedded_model_path
 from tests.media_files import SPOKEN_TASK, speak
@@ -49,6 +50,26 @@ models_dir = "models"
         f"BREAKINGWIND_{agent.upper()}__N_CTX": str(TEST_N_CTX) for agent in AGENT_NAMES
     }
     return load_settings(config, environ={**small_contexts, **(environ or {})})
+
+
+def header_read_by_gguf_reader(path: Path) -> GGUFHeader:
+    """The header of `path` as the gguf package's reader sees it: the reference for ours."""
+    from gguf import GGUFReader, GGUFValueType
+
+    reader = GGUFReader(path, "r")
+    fields = {
+        key: GGUFArray(field.types[-1], len(field.data))
+        if field.types[0] == GGUFValueType.ARRAY
+        else field.contents()
+        for key, field in reader.fields.items()
+        if not key.startswith("GGUF.")  # the reader's own entries for the preamble
+    }
+    tensors = tuple(
+        GGUFTensor(t.name, t.tensor_type, tuple(t.shape.tolist()), t.data_offset, t.n_bytes)
+        for t in reader.tensors
+    )
+    version = reader.fields["GGUF.version"].contents()
+    return GGUFHeader(version, fields, tensors, int(reader.alignment), reader.data_offset)
 
 
 @pytest.fixture(scope="session")

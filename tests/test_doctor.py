@@ -77,7 +77,7 @@ def embedded_config(tmp_path: Path, port: int) -> Path:
 
 @pytest.fixture(scope="module")
 def ggufs() -> GGUFCache:
-    """GGUF headers shared by this module's checks (parsing the embedded model takes seconds)."""
+    """GGUF headers shared by this module's checks."""
     return {}
 
 

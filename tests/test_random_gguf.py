@@ -12,9 +12,9 @@ import pytest
 
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.gguf_file import inspect_gguf
+from breakingwind.engine.gguf_file import inspect_gguf, read_gguf_header
 from scripts import random_gguf
-from tests.conftest import make_settings
+from tests.conftest import header_read_by_gguf_reader, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The kit is copied into .gpu/ for the GPU run (docs/gpu-run.md); beside a worktree it is shared.
@@ -58,6 +58,12 @@ def test_tiny_files_have_the_planned_size_and_pass_inspection(
         assert (info.architecture, info.n_layers) == (shape.arch, 2)
         assert (info.n_head, info.n_head_kv) == (shape.n_head, shape.n_head_kv)
         assert info.has_chat_template
+
+
+def test_tiny_file_header_matches_the_gguf_package_reader(tiny_models: Path) -> None:
+    # Gemma-2's: the largest vocabulary (256k tokens); the reference reader takes ~10 s on it.
+    path = tiny_models / random_gguf.file_name("preprocessor", "tiny")
+    assert read_gguf_header(path) == header_read_by_gguf_reader(path)
 
 
 def test_engine_generates_from_a_tiny_shape(tiny_models: Path, tmp_path: Path) -> None:

@@ -70,8 +70,8 @@ class Context:
     _probes: dict[str, dict[str, Any] | DaemonError] = field(
         default_factory=dict, init=False, repr=False
     )
-    # GGUF headers by path; parsing one takes seconds (the vocabulary), so a caller that checks
-    # several configurations of the same files (the tests) may share one cache.
+    # GGUF headers by path, parsed once per run; a caller that checks several configurations of
+    # the same files (the tests) may share one cache.
     gguf_cache: dict[Path, GGUFInfo | InvalidModelFile] = field(default_factory=dict, repr=False)
 
     @cached_property

@@ -38,13 +38,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import gguf
 import psutil
 from bandwidth import device_bandwidth, host_bandwidth
 from random_gguf import SHAPES, file_name
 
 from breakingwind.config import Settings, load_settings
 from breakingwind.engine import Engine, GenerationRequest, compiled_backend
+from breakingwind.engine.gguf_file import read_gguf_header
 from breakingwind.engine.throughput import (
     BENCH_MESSAGES,
     Run,
@@ -84,17 +84,17 @@ def bytes_read_per_token(path: Path) -> int:
     """Bytes of weights one decoded token reads: every tensor except the embedding table (one row
     is gathered) unless it doubles as the output matrix; of the expert tensors only the share of
     the experts used per token."""
-    reader = gguf.GGUFReader(path)
-    arch = reader.fields["general.architecture"].contents()
-    expert_count = reader.fields.get(f"{arch}.expert_count")
-    expert_used = reader.fields.get(f"{arch}.expert_used_count")
-    share = expert_used.contents() / expert_count.contents() if expert_count else 1.0
-    names = {tensor.name for tensor in reader.tensors}
+    header = read_gguf_header(path)  # the engine's own parser: no tokenizer arrays decoded
+    arch = header.fields["general.architecture"]
+    expert_count = header.fields.get(f"{arch}.expert_count")
+    expert_used = header.fields.get(f"{arch}.expert_used_count")
+    share = expert_used / expert_count if isinstance(expert_count, int) and expert_count else 1.0
+    names = {tensor.name for tensor in header.tensors}
     total = 0.0
-    for tensor in reader.tensors:
+    for tensor in header.tensors:
         if tensor.name == "token_embd.weight" and "output.weight" in names:
             continue
-        total += int(tensor.n_bytes) * (share if "_exps." in tensor.name else 1.0)
+        total += tensor.n_bytes * (share if "_exps." in tensor.name else 1.0)
     return int(total)
 
 

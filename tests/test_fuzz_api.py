@@ -145,3 +145,102 @@ def test_cross_site_simple_requests_are_refused(
         headers={"content-type": content_type},
     )
     assert response.status_code == 415
+
+
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+JSONRPC = st.fixed_dictionaries(
+    {"jsonrpc": st.sampled_from(["2.0", "1.0"]) | JSON},
+    optional={
+        "id": st.integers(-5, 10**6) | st.text(max_size=8) | JSON,
+        "method": st.sampled_from(
+            ["tools/call", "tools/list", "initialize", "ping", "resources/list", "x/y"]
+        )
+        | JSON,
+        "params": st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.sampled_from(["read_file", "run_tests", "git_diff", "nope"]) | JSON,
+                "arguments": st.dictionaries(
+                    st.sampled_from(["path", "start_line", "ref", "workspace", "query"]), JSON
+                )
+                | JSON,
+            },
+        )
+        | JSON,
+    },
+)
+
+# well-formed tool calls with hostile arguments: these reach the tools and the path sandbox
+TOOL_CALL = st.builds(
+    lambda id_, name, arguments: {
+        "jsonrpc": "2.0",
+        "id": id_,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    },
+    st.integers(1, 10**6),
+    st.sampled_from(
+        ["read_file", "analyze_codebase", "search_docs", "find_references", "git_diff", "nope"]
+    ),
+    st.dictionaries(
+        st.sampled_from(["path", "start_line", "end_line", "ref", "query", "symbol", "paths"]),
+        st.sampled_from(["../../etc/passwd", "/etc/passwd", "%2e%2e/x", "a\x00b", "."]) | JSON,
+        max_size=3,
+    ),
+)
+
+
+def _mcp_session(client: httpx.Client) -> str:
+    response = client.post(
+        "/mcp",
+        headers=MCP_HEADERS,
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "fuzz", "version": "0"},
+            },
+        },
+    )
+    assert response.status_code == 200, response.text
+    session = response.headers["mcp-session-id"]
+    client.post(
+        "/mcp",
+        headers={**MCP_HEADERS, "mcp-session-id": session},
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+    )
+    return session
+
+
+def test_random_mcp_messages_get_json_rpc_errors(server: LiveServer) -> None:
+    """The MCP route, inside an initialised session and outside one: never a 500 or a traceback;
+    a JSON answer that is an error is a JSON-RPC error object."""
+    client = httpx.Client(base_url=server.url, timeout=30)
+    session = _mcp_session(client)
+
+    @settings(
+        max_examples=80,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(message=st.one_of(TOOL_CALL, TOOL_CALL, JSONRPC, JSON), in_session=st.booleans())
+    def run(message: object, in_session: bool) -> None:
+        headers = {**MCP_HEADERS, **({"mcp-session-id": session} if in_session else {})}
+        response = client.post("/mcp", content=json.dumps(message), headers=headers)
+        assert response.status_code < 500, response.text
+        assert "Traceback" not in response.text
+        text = response.text.strip()
+        if text.startswith("event:") or text.startswith("data:"):  # an SSE answer
+            text = next(line[5:].strip() for line in text.splitlines() if line.startswith("data:"))
+        if text.startswith("{"):
+            answer = json.loads(text)
+            if "error" in answer:
+                assert isinstance(answer["error"].get("code"), int), answer
+                assert isinstance(answer["error"].get("message"), str), answer
+
+    run()
+    client.close()

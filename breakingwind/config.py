@@ -550,7 +550,9 @@ def load_settings(
     expected. Nothing is started and no file is written here.
     """
     environ = os.environ if environ is None else environ
-    path = config_path or _config_path_from(environ)
+    # Absolute, so paths in the file are anchored to an absolute folder: a relative data_dir
+    # would move with every subprocess's working directory (git worktrees, test runs).
+    path = config_path.expanduser().resolve() if config_path else _config_path_from(environ)
     data: dict[str, Any] = _read_toml(path) if path is not None else {}
     env_data, env_sources = _environment_overrides(environ)
     _deep_merge(data, env_data)

@@ -43,6 +43,16 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert settings.model_path("coder") == settings.engine.models_dir / settings.coder.model
 
 
+def test_a_relative_config_path_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(tmp_path, '[storage]\ndata_dir = "data"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(Path("config.toml"), environ={})  # `--config config.toml`
+    assert settings.config_file == tmp_path / "config.toml"
+    assert settings.storage.data_dir == tmp_path / "data"
+
+
 def test_environment_overrides_keys(tmp_path: Path) -> None:
     config = write_config(tmp_path, "[server]\nport = 8080\n")
     settings = load_settings(

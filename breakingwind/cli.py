@@ -231,6 +231,83 @@ def bench(
     run_bench(settings, agent, plan, echo=click.echo)
 
 
+@main.command()
+@click.option(
+    "--url",
+    default=None,
+    help="The daemon to load (e.g. http://127.0.0.1:8080). Default: --spawn.",
+)
+@click.option(
+    "--spawn",
+    is_flag=True,
+    help="Start a daemon of its own (free port, temporary data dir and project, embedded model);"
+    " the default without --url.",
+)
+@click.option("--pid", type=int, default=None, help="With --url: the daemon's pid (RSS, threads).")
+@click.option(
+    "--clients", type=click.IntRange(1, 1000), default=50, show_default=True, help="Concurrent."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    help="Seconds during which clients start requests.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Memory is judged after this many seconds (default: a third of --duration).",
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Each client must make progress in every window of this many seconds.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the clients' picks.")
+@click.option(
+    "--no-prime", is_flag=True, help="Skip running each kind of request once before the clock."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def loadtest(
+    url: str | None,
+    spawn: bool,
+    pid: int | None,
+    clients: int,
+    duration: float,
+    warmup: float | None,
+    window: float,
+    seed: int,
+    no_prime: bool,
+    as_json: bool,
+) -> None:
+    """Drive concurrent mixed clients (streamed chats, completions, MCP tool calls, workflows)
+    for a fixed time and judge: no 5xx but 503 back-pressure with Retry-After, no deadlock,
+    memory flat. Exit 1 unless every verdict passed."""
+    from breakingwind.loadtest import LoadPlan, render_text, run_loadtest
+
+    if spawn and url:
+        click.echo("breakingwind: pass --url or --spawn, not both", err=True)
+        sys.exit(EXIT_USAGE)
+    plan = LoadPlan(
+        clients=clients,
+        duration_s=duration,
+        warmup_s=warmup,
+        window_s=window,
+        seed=seed,
+        prime=not no_prime,
+    )
+    try:
+        report = run_loadtest(plan, url, pid, echo=_say)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(report.model_dump_json(indent=2) if as_json else render_text(report))
+    sys.exit(0 if report.ok else EXIT_FAILED)
+
+
 @models.command("pull")
 @click.argument("agent", type=AGENT_OR_ALL, default="all")
 @click.option("--force", is_flag=True, help="Download again even when the file is present.")

@@ -1,0 +1,45 @@
+"""`breakingwind loadtest`, short and bounded, against a daemon of its own (a real
+`breakingwind serve` subprocess with the embedded model). The full run and its figures are in
+docs/load.md."""
+
+from __future__ import annotations
+
+from breakingwind.loadtest import LoadPlan, render_text, run_loadtest
+from breakingwind.loadtest.plan import KINDS
+
+# 8 clients for 20 s; a queue of 2 makes them meet back-pressure. Workflows are picked more
+# often than in the default mix, so a short run has some. Short answers and stages keep each
+# client advancing within the 20 s window even when the shared machine is busy.
+PLAN = LoadPlan(
+    clients=8,
+    duration_s=20,
+    window_s=20,
+    max_tokens=16,
+    mix={"chat_stream": 0.4, "completion": 0.25, "mcp_call": 0.2, "workflow": 0.15},
+    workflow_stage_timeout_s=5,
+    daemon_max_queue=2,
+    # 13 s after warm-up cannot tell a leak from the KV cache's pages being touched for the
+    # first time; the memory promise is judged by the 3-minute run. Here it must only measure.
+    max_memory_slope_mb_per_min=120,
+)
+
+
+def test_a_short_mixed_load_passes_every_verdict() -> None:
+    report = run_loadtest(PLAN)
+    text = render_text(report)
+    assert report.ok, text
+    assert [v.passed for v in report.verdicts] == [True, True, True, True], text
+    by_kind = {kind.kind: kind for kind in report.kinds}
+    for kind in KINDS:
+        assert by_kind[kind].outcomes.get("ok", 0) >= 1, f"{kind} never answered\n{text}"
+    assert report.back_pressure > 0, text  # a 503 that carries Retry-After
+    assert (
+        report.server_5xx.get("/v1/chat/completions 503", 0)
+        + report.server_5xx.get("/v1/completions 503", 0)
+        == report.back_pressure
+    ), text  # every 503 the daemon sent was seen with Retry-After
+    assert report.unexpected_5xx == 0 and report.hung == 0 and not report.stalled, text
+    assert report.daemon.sampled and report.daemon.rss_end_mb, text
+    assert report.daemon_exit_code == -15 and report.daemon_log_tracebacks == 0, text
+    # bounded: no request outlives the duration by more than its own timeout
+    assert report.wall_s <= PLAN.duration_s + max(PLAN.timeouts_s.values()), text

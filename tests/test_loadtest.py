@@ -4,6 +4,9 @@ docs/load.md."""
 
 from __future__ import annotations
 
+import pytest
+
+from breakingwind.config import AGENT_NAMES
 from breakingwind.loadtest import LoadPlan, render_text, run_loadtest
 from breakingwind.loadtest.plan import KINDS
 
@@ -24,7 +27,12 @@ PLAN = LoadPlan(
 )
 
 
-def test_a_short_mixed_load_passes_every_verdict() -> None:
+def test_a_short_mixed_load_passes_every_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread per model (the daemon takes BREAKINGWIND_* settings from the environment): with
+    # llama.cpp's default of 2 threads for batched steps, other processes on a 2-core machine
+    # can stall every step for seconds (docs/load.md, docs/benchmarks.md).
+    for agent in AGENT_NAMES:
+        monkeypatch.setenv(f"BREAKINGWIND_{agent.upper()}__THREADS", "1")
     report = run_loadtest(PLAN)
     text = render_text(report)
     assert report.ok, text

@@ -25,6 +25,21 @@ STOP_TIMEOUT_S = 60.0
 # decoding under load), so with the default no workflow would get past its first stage. A
 # smaller cap lets workflows reach the workspace, the tools and the test run.
 AGENT_MAX_TOKENS = 192
+# The environment's BREAKINGWIND_* settings reach the daemon (e.g. the agents' THREADS), but for
+# those that would take it out of its temporary folder or off its port.
+OWN_SETTINGS = frozenset(
+    {
+        "BREAKINGWIND_CONFIG",
+        "BREAKINGWIND_HOME",
+        "BREAKINGWIND_PROJECT_ROOT",
+        "BREAKINGWIND_SERVER__HOST",
+        "BREAKINGWIND_SERVER__PORT",
+        "BREAKINGWIND_SERVER__API_KEY",
+        "BREAKINGWIND_STORAGE__DATA_DIR",
+        "BREAKINGWIND_PROJECT__ROOT",
+        "BREAKINGWIND_ENGINE__MODELS_DIR",
+    }
+)
 
 
 @dataclass
@@ -63,7 +78,7 @@ def spawned_daemon(
     """Start the daemon, wait until /health says ok, and stop it with SIGTERM afterwards."""
     port = free_port()
     config = daemon_config(folder, port, project, max_queue)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
+    env = {k: v for k, v in os.environ.items() if k not in OWN_SETTINGS}
     log_path = folder / "daemon.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

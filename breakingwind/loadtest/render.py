@@ -31,7 +31,8 @@ def render_text(report: LoadReport) -> str:
         f"unexpected server errors: {report.unexpected_5xx} seen by the clients;"
         f" daemon's /metrics 5xx: {_counts(report.server_5xx)}",
         f"hung requests: {report.hung}; client windows of {plan.window_s:g} s without progress:"
-        f" {len(report.stalled)}",
+        f" {len(report.stalled)}; windows in which the models generated nothing:"
+        f" {_figure(report.model_stalled_windows)}",
         f"throughput: {report.client_tokens_per_s:g} tok/s answered to clients;"
         f" {_figure(report.model_tokens_per_s)} tok/s generated (/metrics, workflows included);"
         f" deepest queue {_figure(report.max_queue_depth)}",

@@ -386,3 +386,32 @@ def test_full_queue_refuses_new_requests(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         engine.close()
+
+
+def test_pipeline_work_waits_out_a_full_queue(tmp_path: Path) -> None:
+    one_slot = {"BREAKINGWIND_ENGINE__MAX_QUEUE": "1", "BREAKINGWIND_ENGINE__PARALLEL": "1"}
+    settings = make_settings(tmp_path, environ=one_slot)
+    engine = Engine(settings)
+    engine.start()
+
+    async def run() -> None:
+        await engine.wait_ready()
+        busy = await engine.stream(
+            "coder", chat("Write a long story.", max_tokens=500, ignore_eos=True)
+        )
+        await busy.__anext__()
+        waiting = await engine.stream("coder", chat("hi", max_tokens=2))  # the queue is full
+        patient = asyncio.create_task(
+            engine.complete("coder", chat("hi", max_tokens=2), wait_for_room=True)
+        )
+        await asyncio.sleep(1.5)
+        assert not patient.done()  # neither refused nor served yet: waiting for room
+        await busy.aclose()
+        await waiting.collect()
+        result = await asyncio.wait_for(patient, 60)
+        assert result.usage.completion_tokens > 0
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()

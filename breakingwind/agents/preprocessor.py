@@ -52,7 +52,9 @@ async def preprocess(
     ]
     try:
         result = await engine.complete(
-            AGENT, GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=0.0)
+            AGENT,
+            GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=0.0),
+            wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         model_text = result.text.strip()
     except ContextOverflow:

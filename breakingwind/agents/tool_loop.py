@@ -64,6 +64,7 @@ async def gather_with_tools(
                 temperature=0.0,
             ),
             on_delta=on_delta,
+            wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         if not result.tool_calls:
             return conversation

@@ -21,7 +21,7 @@ from breakingwind.engine.worker import (
     ModelWorker,
     SamplingParams,
 )
-from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable
+from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable, QueueFull
 from breakingwind.models import (
     Manifest,
     ResolvedModel,
@@ -142,29 +142,41 @@ class Engine:
             except ModelUnavailable:
                 pass
 
-    async def stream(self, agent: str, request: GenerationRequest) -> GenerationStream:
+    async def stream(
+        self, agent: str, request: GenerationRequest, wait_for_room: bool = False
+    ) -> GenerationStream:
         """Start a generation on `agent`'s model and return its stream of text deltas.
 
         Waits for the model to finish loading; raises `ModelUnavailable`, `ContextOverflow` or
-        `QueueFull` before anything is generated.
+        `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
+        again after each `QueueFull.retry_after_s` instead, for as long as the caller waits
+        (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
         """
         worker = self.worker(agent)
         await worker.wait_ready()
         sampling = _sampling(request, self.settings.agents()[agent])
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
-        return worker.submit(prepared)
+        while True:
+            try:
+                return worker.submit(prepared)
+            except QueueFull as exc:
+                if not wait_for_room:
+                    raise
+                await asyncio.sleep(exc.retry_after_s)
 
     async def complete(
         self,
         agent: str,
         request: GenerationRequest,
         on_delta: Callable[[str], None] | None = None,
+        wait_for_room: bool = False,
     ) -> GenerationResult:
         """Generate to the end and return the whole result, tool calls parsed out of the text.
 
-        `on_delta` sees the raw text as it is generated (progress display, event streams).
+        `on_delta` sees the raw text as it is generated (progress display, event streams);
+        `wait_for_room` as for `stream`.
         """
-        stream = await self.stream(agent, request)
+        stream = await self.stream(agent, request, wait_for_room)
         async with stream:
             async for delta in stream:
                 if on_delta is not None:

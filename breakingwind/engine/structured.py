@@ -57,6 +57,7 @@ async def generate_structured(
                 seed=seed,
             ),
             on_delta=on_delta,
+            wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         raw = result.text
         try:

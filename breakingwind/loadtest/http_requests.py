@@ -47,8 +47,8 @@ async def guarded(
     kind: Kind,
     attempt: Callable[[float, asyncio.Timeout], Awaitable[RequestSample]],
 ) -> RequestSample:
-    """Run `attempt(started, limit)` within the kind's timeout; a timeout or a failed
-    connection becomes the sample."""
+    """Run `attempt(started, limit)` within the kind's timeout; a timeout, a failed connection
+    or a malformed answer becomes the sample."""
     started = ctx.clock()
     timeout_s = ctx.plan.timeouts_s[kind]
     try:
@@ -61,6 +61,8 @@ async def guarded(
         return ctx.sample(kind, started, "hung", detail=detail)
     except httpx2.TransportError as exc:
         return ctx.sample(kind, started, "transport_error", detail=type(exc).__name__)
+    except (ValueError, KeyError, TypeError) as exc:  # not the answer the API promises
+        return ctx.sample(kind, started, "server_error", detail=f"malformed: {exc!r}"[:80])
 
 
 def stream_timeout(ctx: ClientContext) -> httpx2.Timeout:

@@ -116,6 +116,9 @@ class HardenedGit:
         except subprocess.TimeoutExpired:
             raise self.error(f"git {args[-1]!r} took longer than {self.timeout}s") from None
         except FileNotFoundError:
+            # the same exception for a missing program and a missing working directory
+            if not Path(self.root).is_dir():
+                raise self.error("its working folder does not exist (removed?)") from None
             raise self.error("git is not installed") from None
         if check and done.returncode != 0:
             message = done.stderr.decode(errors="replace").strip().splitlines()

@@ -273,3 +273,17 @@ def test_analyze_codebase_fits_its_output_bound(tmp_path: Path) -> None:
     result = call(build_registry(settings), "analyze_codebase")
     assert result.modules_truncated and 0 < len(result.modules) < result.modules_total
     assert len(result.model_dump_json()) <= 4096
+
+
+def test_git_in_a_removed_folder_says_so(tmp_path: Path) -> None:
+    """subprocess raises the same FileNotFoundError for a missing program and a missing cwd."""
+    from breakingwind.errors import ToolFailed
+    from breakingwind.gitcmd import HardenedGit
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    git = HardenedGit(gone, timeout_s=10)
+    gone.rmdir()
+    with pytest.raises(ToolFailed, match="working folder does not exist") as caught:
+        git.run(["status"])
+    assert str(tmp_path) not in str(caught.value)  # no host path in the message

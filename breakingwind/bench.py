@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import statistics
 import subprocess
@@ -575,6 +576,10 @@ def _memory(engine: Engine, settings: Settings, echo: Callable[[str], None]) -> 
             f" {report.kv_cache_bytes / GIB:.2f} GiB (n_ctx {report.n_ctx}); RSS grew"
             f" {report.rss_delta_bytes / GIB:.2f} GiB when it loaded"
         )
+    vram = _gpu_memory_used()
+    if vram is not None:
+        figures["gpu_memory_gib"] = vram / GIB
+        echo(f"memory: GPU memory in use {vram / GIB:.2f} GiB (nvidia-smi, every process)")
     rss = psutil.Process().memory_info().rss
     figures["rss_gib"] = rss / GIB
     budget = settings.engine.memory_budget_gb
@@ -587,6 +592,19 @@ def _memory(engine: Engine, settings: Settings, echo: Callable[[str], None]) -> 
             f"   ratio rss/budget {rss / GIB / budget:.3f}"
         )
     return figures
+
+
+def _gpu_memory_used() -> int | None:
+    """Bytes in use on the NVIDIA GPUs (None without nvidia-smi; Apple's unified memory is RSS)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return sum(int(mib) for mib in out if mib.isdigit()) * (1 << 20) if out else None
 
 
 class _Server:

@@ -84,13 +84,16 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from breakingwind.api.app import create_app
-    from breakingwind.api.server import server_config
+    from breakingwind.api.server import exposure_warning, server_config
 
     settings = _settings(ctx)
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    warning = exposure_warning(host or settings.server.host, settings.server.api_key)
+    if warning:
+        click.secho(warning, fg="red", bold=True, err=True)
     server = uvicorn.Server(
         server_config(create_app(settings), settings.server, host=host, port=port)
     )

@@ -12,6 +12,7 @@ nothing bounds how long a body may take. `HeaderLimits` (431) makes the first ex
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import ClassVar
 
 import h11
@@ -69,6 +70,23 @@ class HeadDeadlineH11Protocol(H11Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning `serve` prints when it would listen beyond this machine with no API key:
+    anyone on the network could then run models and read the project through the tools."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or api_key:
+        return None
+    return (
+        f"WARNING: listening on {host}, reachable from other machines, and server.api_key is"
+        " not set: anyone who can reach this port can run the models and read this project"
+        " through the tools. Set server.api_key (BREAKINGWIND_SERVER__API_KEY), or bind"
+        " 127.0.0.1 and reach it through an SSH tunnel."
+    )
 
 
 def server_config(

@@ -22,12 +22,16 @@ PLAN = LoadPlan(
     workflow_stage_timeout_s=5,
     daemon_max_queue=2,
     # 13 s after warm-up cannot tell a leak from the KV cache's pages being touched for the
-    # first time; the memory promise is judged by the 3-minute run. Here it must only measure.
+    # first time (a clean-clone run here grew 48 MB in 13 s: 194 MB/min); the memory promise is
+    # judged by the 3-minute run (docs/load.md). Here it is measured and only grossly bounded.
     max_memory_slope_mb_per_min=120,
 )
+KV_CACHE_MB = 180  # the embedded model's cache at n_ctx 8192: what first use may add
 
 
-def test_a_short_mixed_load_passes_every_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_mixed_load_passes_every_verdict_but_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # One thread per model (the daemon takes BREAKINGWIND_* settings from the environment): with
     # llama.cpp's default of 2 threads for batched steps, other processes on a 2-core machine
     # can stall every step for seconds (docs/load.md, docs/benchmarks.md).
@@ -35,8 +39,11 @@ def test_a_short_mixed_load_passes_every_verdict(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(f"BREAKINGWIND_{agent.upper()}__THREADS", "1")
     report = run_loadtest(PLAN)
     text = render_text(report)
-    assert report.ok, text
-    assert [v.passed for v in report.verdicts] == [True, True, True, True], text
+    verdicts = {v.criterion: v.passed for v in report.verdicts}
+    assert set(verdicts) == {"no unexpected 5xx", "no deadlock", "memory flat", "threads bounded"}
+    assert all(passed for name, passed in verdicts.items() if name != "memory flat"), text
+    assert verdicts["memory flat"] is not None, text  # measured
+    assert report.daemon.growth_mb is not None and report.daemon.growth_mb < KV_CACHE_MB, text
     by_kind = {kind.kind: kind for kind in report.kinds}
     for kind in KINDS:
         assert by_kind[kind].outcomes.get("ok", 0) >= 1, f"{kind} never answered\n{text}"

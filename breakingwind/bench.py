@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,16 +31,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
-import llama_cpp
 import psutil
 import uvicorn
-from llama_cpp import Llama
 
 from breakingwind.api.app import create_app
 from breakingwind.bench_peers import (
     PeerUnavailable,
     ServingSettings,
     Target,
+    free_port,
     llama_cpp_python_server,
     llama_server,
 )
@@ -54,10 +51,11 @@ from breakingwind.engine.throughput import (
     Run,
     bare_decode,
     engine_stream,
+    gpu_memory_used,
     machine_description,
     median_run,
 )
-from breakingwind.engine.worker import ModelWorker, SamplingParams
+from breakingwind.engine.worker import ModelWorker, SamplingParams, eog_tokens
 
 EDIT_SAMPLE = Path(__file__).with_name("bench_edit_sample.py")
 GIB = 1024**3
@@ -91,36 +89,55 @@ def http_stream(url: str, agent: str, n_tokens: int, engine: Engine) -> Run:
     )
 
 
-def client_main() -> None:
-    """The client process of `http_stream`: stream one request, print timings as JSON."""
-    url, model, n_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    body = {
+def _chat_body(model: str, messages: list[dict], n_tokens: int, **extra: object) -> dict:
+    return {
         "model": model,
-        "messages": BENCH_MESSAGES,
+        "messages": messages,
         "max_tokens": n_tokens,
         "temperature": 0,
         "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **extra,
     }
+
+
+def _stream_chat(client: httpx.Client, url: str, body: dict) -> dict[str, float]:
+    """Send one streamed chat request; its usage and timings (perf_counter seconds)."""
+    started = time.perf_counter()
+    first = last = 0.0
+    usage: dict = {}
+    chunks = 0
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            now = time.perf_counter()
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last = now
+                first = first or now
+                chunks += 1
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+    return {
+        **usage,
+        # a server without usage in its stream (llama-cpp-python's) sends a token per chunk
+        "completion_tokens": usage.get("completion_tokens", chunks),
+        "ttft_s": first - started,
+        "first_to_last_s": last - first,
+        "started": started,
+        "ended": last,
+    }
+
+
+def client_main() -> None:
+    """The client process of `http_stream`: stream one request, print timings as JSON."""
+    url, model, n_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with httpx.Client(timeout=600) as client:
         client.get(f"{url}/health")  # connect before the clock starts
-        started = time.perf_counter()
-        first = last = 0.0
-        usage: dict = {}
-        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                now = time.perf_counter()
-                chunk = json.loads(line[6:])
-                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    last = now
-                    first = first or now
-                elif chunk.get("usage"):
-                    usage = chunk["usage"]
-    print(json.dumps({**usage, "first_to_last_s": last - first, "ttft_s": first - started}))
+        print(json.dumps(_stream_chat(client, url, _chat_body(model, BENCH_MESSAGES, n_tokens))))
 
 
 def _worker(engine: Engine, agent: str) -> ModelWorker:
@@ -309,7 +326,7 @@ def _concurrent_streams(
     echo: Callable[[str], None],
 ) -> dict[str, float]:
     """N simultaneous streams against each target; the first target is ours."""
-    eog = asyncio.run(_worker(engine, agent).call_with_model(lambda llm: _eog_tokens(llm)))
+    eog = asyncio.run(_worker(engine, agent).call_with_model(eog_tokens))
     levels = {(t.name, n): _Level() for t in targets for n in plan.stream_levels}
     for repeat in range(plan.repeats):  # levels and servers interleaved: drift affects all alike
         for n in plan.stream_levels:
@@ -360,11 +377,6 @@ def _peer_lines(
     return figures
 
 
-def _eog_tokens(llm: Llama) -> list[int]:
-    vocab = llm._model.vocab
-    return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
-
-
 def _load_run(target: Target, n_tokens: int, streams: int, repeat: int, eog: list[int]) -> LoadRun:
     """`streams` simultaneous chat streams from a separate client process (see `http_stream`)."""
     out = subprocess.run(
@@ -412,41 +424,7 @@ def load_client_main() -> None:
             BENCH_MESSAGES[0],
             {**BENCH_MESSAGES[1], "content": f"{BENCH_MESSAGES[1]['content']} (#{repeat}.{index})"},
         ]
-        body = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": n_tokens,
-            "temperature": 0,
-            "ignore_eos": True,
-            "logit_bias": no_eos,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        started = time.perf_counter()
-        first = last = 0.0
-        usage: dict = {}
-        chunks = 0
-        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                now = time.perf_counter()
-                chunk = json.loads(line[6:])
-                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    last = now
-                    first = first or now
-                    chunks += 1
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-        return {
-            # a server without usage in its stream (llama-cpp-python's) sends a token per chunk
-            "completion_tokens": usage.get("completion_tokens", chunks),
-            "ttft_s": first - started,
-            "first_to_last_s": last - first,
-            "started": started,
-            "ended": last,
-        }
+        return _stream_chat(client, url, _chat_body(model, messages, n_tokens, logit_bias=no_eos))
 
     clients = [httpx.Client(timeout=900) for _ in range(streams)]
     for client in clients:
@@ -576,7 +554,7 @@ def _memory(engine: Engine, settings: Settings, echo: Callable[[str], None]) -> 
             f" {report.kv_cache_bytes / GIB:.2f} GiB (n_ctx {report.n_ctx}); RSS grew"
             f" {report.rss_delta_bytes / GIB:.2f} GiB when it loaded"
         )
-    vram = _gpu_memory_used()
+    vram = gpu_memory_used()
     if vram is not None:
         figures["gpu_memory_gib"] = vram / GIB
         echo(f"memory: GPU memory in use {vram / GIB:.2f} GiB (nvidia-smi, every process)")
@@ -594,19 +572,6 @@ def _memory(engine: Engine, settings: Settings, echo: Callable[[str], None]) -> 
     return figures
 
 
-def _gpu_memory_used() -> int | None:
-    """Bytes in use on the NVIDIA GPUs (None without nvidia-smi; Apple's unified memory is RSS)."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    return sum(int(mib) for mib in out if mib.isdigit()) * (1 << 20) if out else None
-
-
 class _Server:
     def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
         self._server, self._thread, self.url = server, thread, url
@@ -617,9 +582,7 @@ class _Server:
 
 
 def _start_server(settings: Settings, engine: Engine) -> _Server:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning"

@@ -101,7 +101,7 @@ def _llama_server_argv(binary: Path, settings: ServingSettings, port: int) -> li
     ]  # fmt: skip
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -155,7 +155,7 @@ def llama_cpp_python_server(settings: ServingSettings) -> Iterator[Target]:
         import llama_cpp.server.app  # noqa: F401  (its `server` extra)
     except ImportError as exc:
         raise PeerUnavailable(f"llama-cpp-python's server extra is not installed ({exc})") from exc
-    port = _free_port()
+    port = free_port()
     with _serve("llama-cpp-python", _llama_cpp_python_argv(settings, port), port) as target:
         yield target
 
@@ -167,6 +167,6 @@ def llama_server(binary: Path | None, settings: ServingSettings) -> Iterator[Tar
             "no llama-server binary (build one with scripts/build_llama_server.sh and pass"
             " --llama-server PATH)"
         )
-    port = _free_port()
+    port = free_port()
     with _serve("llama-server", _llama_server_argv(binary, settings, port), port) as target:
         yield target

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from breakingwind.engine.throughput import (
     Run,
     bare_decode,
     engine_stream,
+    gpu_memory_used,
     machine_description,
     median_run,
 )
@@ -96,19 +96,6 @@ def bytes_read_per_token(path: Path) -> int:
             continue
         total += tensor.n_bytes * (share if "_exps." in tensor.name else 1.0)
     return int(total)
-
-
-def gpu_memory_used() -> int | None:
-    """Bytes of GPU memory in use on all GPUs, from nvidia-smi (None without it)."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return sum(int(line) for line in out.split()) * (1 << 20) if out.strip() else None
 
 
 def bench_settings(models: dict[str, Path], n_ctx: int, slots: int) -> Settings:

@@ -24,6 +24,7 @@ from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine.engine import Engine
 from breakingwind.engine.types import GenerationRequest
+from breakingwind.engine.worker import eog_tokens
 
 BENCH_MESSAGES = [
     {"role": "system", "content": "You are a careful senior software engineer."},
@@ -64,9 +65,7 @@ def bare_decode(llm: Llama, prompt: list[int], n_tokens: int) -> Run:
     llm.eval(prompt)
     prefilled = time.perf_counter()
     sampler = LlamaSampler()
-    vocab = llm._model.vocab
-    eog = {t: -1e30 for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
-    sampler.add_logit_bias(llm.n_vocab(), eog)
+    sampler.add_logit_bias(llm.n_vocab(), dict.fromkeys(eog_tokens(llm), -1e30))
     sampler.add_greedy()
     ctx = llm._ctx.ctx
     token_buffer = (llama_cpp.llama_token * 1)()
@@ -115,6 +114,20 @@ async def engine_stream(engine: Engine, agent: str, n_tokens: int) -> Run:
 def median_run(runs: list[Run]) -> Run:
     """The run with the median decode speed."""
     return sorted(runs, key=lambda r: r.decode_tps)[len(runs) // 2]
+
+
+def gpu_memory_used() -> int | None:
+    """Bytes in use on all NVIDIA GPUs, every process (None without nvidia-smi; Apple's unified
+    memory shows in the RSS)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return sum(int(mib) for mib in out if mib.isdigit()) * (1 << 20) if out else None
 
 
 def machine_description() -> str:

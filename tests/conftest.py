@@ -20,7 +20,7 @@ from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFArray, GGUFHeader, GGUFTensor
 from breakingwind.media import MediaService
-from breakingwind.models import embedded_model_path
+from breakingwind.modelfiles.manifest import embedded_model_path
 from tests.media_files import SPOKEN_TASK, speak
 
 TEST_N_CTX = 2048

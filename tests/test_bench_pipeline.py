@@ -7,10 +7,10 @@ import asyncio
 import re
 from pathlib import Path
 
-from breakingwind.bench_pipeline import pipeline_load
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.scripted import ScriptedModel
+from breakingwind.measure.pipeline_bench import pipeline_load
 from breakingwind.tasks import WorkflowOptions
 from tests.conftest import make_settings
 from tests.pipeline_fixtures import NO_TOOLS, code, plan, review

@@ -19,14 +19,14 @@ import pytest
 
 from breakingwind.api.app import create_app
 from breakingwind.checks.context import Context, Result, Status
+from breakingwind.checks.doctor import CHECKS, Report, run_doctor
 from breakingwind.checks.install import REBUILD
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
-from breakingwind.doctor import CHECKS, Report, run_doctor
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFInfo
 from breakingwind.errors import InvalidModelFile
 from breakingwind.hardware import Gpu, Hardware
-from breakingwind.model_lock import LockEntry, ModelLock, lock_path, save_lock
+from breakingwind.modelfiles.lock import LockEntry, ModelLock, lock_path, save_lock
 from tests.conftest import LiveServer, make_settings, write_config
 
 GIB = 1024**3
@@ -63,7 +63,7 @@ def only(results: list[Result], status: Status) -> list[Result]:
 
 def embedded_config(tmp_path: Path, port: int) -> Path:
     """Every agent configured with the embedded GGUF itself (no fallback), at a small context."""
-    from breakingwind.models import embedded_model_path
+    from breakingwind.modelfiles.manifest import embedded_model_path
 
     agents = "".join(
         f'[{agent}]\nmodel = "{embedded_model_path()}"\nn_ctx = 2048\n' for agent in AGENT_NAMES
@@ -397,7 +397,7 @@ def test_an_out_of_date_service_file_warns(tmp_path: Path) -> None:
 
 
 def test_a_crashing_check_becomes_one_fail_line(tmp_path: Path) -> None:
-    from breakingwind.doctor import Check
+    from breakingwind.checks.doctor import Check
 
     def explode(ctx: Context) -> list[Result]:
         raise RuntimeError("boom")

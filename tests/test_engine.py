@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from breakingwind.bench import EDIT_SAMPLE
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.worker import SamplingParams
 from breakingwind.errors import (
@@ -17,6 +16,7 @@ from breakingwind.errors import (
     ModelUnavailable,
     QueueFull,
 )
+from breakingwind.measure.bench import EDIT_SAMPLE
 from tests.conftest import TEST_N_CTX, make_settings
 
 HAIKU = [{"role": "user", "content": "Write a short poem about the sea."}]

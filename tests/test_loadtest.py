@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from breakingwind.config import AGENT_NAMES
-from breakingwind.loadtest import LoadPlan, render_text, run_loadtest
-from breakingwind.loadtest.plan import KINDS
+from breakingwind.measure.loadtest import LoadPlan, render_text, run_loadtest
+from breakingwind.measure.loadtest.plan import KINDS
 
 # 8 clients for 20 s; a queue of 2 makes them meet back-pressure. Workflows are picked more
 # often than in the default mix, so a short run has some. Short answers and stages keep each

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from breakingwind.model_lock import Verification, verify_file
-from breakingwind.models import load_manifest
+from breakingwind.modelfiles.lock import Verification, verify_file
+from breakingwind.modelfiles.manifest import load_manifest
 from tests.conftest import _free_port, write_config
 from tests.fakehub import COMMIT, FakeHub, serve
 

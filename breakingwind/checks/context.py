@@ -20,7 +20,12 @@ from breakingwind.daemon_client import DaemonClient
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.errors import DaemonError, InvalidModelFile
 from breakingwind.hardware import Hardware, detect_hardware
-from breakingwind.models import Manifest, ResolvedModel, load_manifest, resolve_agent_models
+from breakingwind.modelfiles.manifest import (
+    Manifest,
+    ResolvedModel,
+    load_manifest,
+    resolve_agent_models,
+)
 
 if TYPE_CHECKING:
     from breakingwind.tools.registry import ToolRegistry

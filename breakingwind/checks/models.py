@@ -18,8 +18,8 @@ from breakingwind.checks.context import (
 from breakingwind.engine.gguf_file import GGUFInfo
 from breakingwind.errors import BreakingWindError, InvalidModelFile
 from breakingwind.hardware import Hardware
-from breakingwind.model_lock import LockEntry, load_lock, lock_path, verify_file
-from breakingwind.models import ResolvedModel
+from breakingwind.modelfiles.lock import LockEntry, load_lock, lock_path, verify_file
+from breakingwind.modelfiles.manifest import ResolvedModel
 
 MEMORY_WARN_FRACTION = 0.9  # over this share of the machine's memory, the OS starts swapping
 

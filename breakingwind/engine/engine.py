@@ -22,7 +22,7 @@ from breakingwind.engine.worker import (
     SamplingParams,
 )
 from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable, QueueFull
-from breakingwind.models import (
+from breakingwind.modelfiles.manifest import (
     Manifest,
     ResolvedModel,
     fallback_message,

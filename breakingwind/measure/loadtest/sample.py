@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import httpx2
 
-from breakingwind.loadtest.plan import Kind, LoadPlan
+from breakingwind.measure.loadtest.plan import Kind, LoadPlan
 
 # ok: answered in full (a workflow: it reached its end, whatever the model made of it);
 # backpressure: 503 with Retry-After (documented); client_error: a 4xx or a tool error;

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from breakingwind.config import Settings
 from breakingwind.errors import ConfigError, ModelLoadError
 
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+MANIFEST_PATH = Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
 
 
 class _Entry(BaseModel):

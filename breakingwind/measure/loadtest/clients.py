@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx2
 
-from breakingwind.loadtest.http_requests import chat_stream, completion, workflow
-from breakingwind.loadtest.mcp_call import mcp_call
-from breakingwind.loadtest.plan import Kind, LoadPlan
-from breakingwind.loadtest.sample import ClientContext, RequestSample
+from breakingwind.measure.loadtest.http_requests import chat_stream, completion, workflow
+from breakingwind.measure.loadtest.mcp_call import mcp_call
+from breakingwind.measure.loadtest.plan import Kind, LoadPlan
+from breakingwind.measure.loadtest.sample import ClientContext, RequestSample
 
 REQUESTS: dict[Kind, Callable[[ClientContext], Awaitable[RequestSample]]] = {
     "chat_stream": chat_stream,

@@ -14,9 +14,9 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from breakingwind.loadtest.http_requests import guarded
-from breakingwind.loadtest.project import TOOL_CALLS
-from breakingwind.loadtest.sample import ClientContext, Outcome, RequestSample
+from breakingwind.measure.loadtest.http_requests import guarded
+from breakingwind.measure.loadtest.project import TOOL_CALLS
+from breakingwind.measure.loadtest.sample import ClientContext, Outcome, RequestSample
 
 MODES = ("legacy", "2026-07-28")
 

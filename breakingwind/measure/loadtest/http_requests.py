@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx2
 
-from breakingwind.loadtest.plan import Kind
-from breakingwind.loadtest.project import TASK
-from breakingwind.loadtest.sample import (
+from breakingwind.measure.loadtest.plan import Kind
+from breakingwind.measure.loadtest.project import TASK
+from breakingwind.measure.loadtest.sample import (
     ClientContext,
     Outcome,
     RequestSample,

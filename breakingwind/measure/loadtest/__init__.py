@@ -9,9 +9,9 @@ memory and threads after warm-up, and a verdict per criterion. `run.py` puts it 
 daemon of its own (`daemon.py`) on a temporary project (`project.py`) unless given a URL.
 """
 
-from breakingwind.loadtest.plan import LoadPlan
-from breakingwind.loadtest.render import render_text
-from breakingwind.loadtest.report import LoadReport
-from breakingwind.loadtest.run import run_loadtest
+from breakingwind.measure.loadtest.plan import LoadPlan
+from breakingwind.measure.loadtest.render import render_text
+from breakingwind.measure.loadtest.report import LoadReport
+from breakingwind.measure.loadtest.run import run_loadtest
 
 __all__ = ["LoadPlan", "LoadReport", "render_text", "run_loadtest"]

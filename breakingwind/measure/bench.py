@@ -11,8 +11,8 @@ Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuou
 stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
 with prompt-lookup speculative decoding vs without; and memory against the budget. With `--peers`,
 the same streams go, interleaved, to llama-cpp-python's server and llama.cpp's llama-server on the
-same model file (`bench_peers.py`); with `--pipeline N`, whole workflows one at a time and N at
-once (`bench_pipeline.py`). Every pair is printed on one line ending `ratio <what> <value>`.
+same model file (`peers.py`); with `--pipeline N`, whole workflows one at a time and N at
+once (`pipeline_bench.py`). Every pair is printed on one line ending `ratio <what> <value>`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ import psutil
 import uvicorn
 
 from breakingwind.api.app import create_app
-from breakingwind.bench_peers import (
+from breakingwind.config import Settings
+from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.engine.worker import ModelWorker, SamplingParams, eog_tokens
+from breakingwind.measure.peers import (
     PeerUnavailable,
     ServingSettings,
     Target,
@@ -43,10 +46,8 @@ from breakingwind.bench_peers import (
     llama_cpp_python_server,
     llama_server,
 )
-from breakingwind.bench_pipeline import pipeline_load
-from breakingwind.config import Settings
-from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.throughput import (
+from breakingwind.measure.pipeline_bench import pipeline_load
+from breakingwind.measure.throughput import (
     BENCH_MESSAGES,
     Run,
     bare_decode,
@@ -55,9 +56,8 @@ from breakingwind.engine.throughput import (
     machine_description,
     median_run,
 )
-from breakingwind.engine.worker import ModelWorker, SamplingParams, eog_tokens
 
-EDIT_SAMPLE = Path(__file__).with_name("bench_edit_sample.py")
+EDIT_SAMPLE = Path(__file__).with_name("data") / "edit_sample.py.txt"
 GIB = 1024**3
 
 
@@ -69,7 +69,7 @@ def http_stream(url: str, agent: str, n_tokens: int, engine: Engine) -> Run:
         [
             sys.executable,
             "-c",
-            "from breakingwind.bench import client_main; client_main()",
+            "from breakingwind.measure.bench import client_main; client_main()",
             url,
             f"breakingwind-{agent}",
             str(n_tokens),
@@ -383,7 +383,7 @@ def _load_run(target: Target, n_tokens: int, streams: int, repeat: int, eog: lis
         [
             sys.executable,
             "-c",
-            "from breakingwind.bench import load_client_main; load_client_main()",
+            "from breakingwind.measure.bench import load_client_main; load_client_main()",
             target.url,
             target.model,
             str(n_tokens),

@@ -6,7 +6,7 @@ LFS sha256 and size); refuse when the files would not fit the free disk; stream 
 `<name>.<sha256[:12]>.part` with huggingface_hub's `http_get` (progress bar; a Range request
 resumes a partial file); retry transient failures with exponential backoff, each retry resuming
 where the last one stopped; check the sha256 and the GGUF header; move the file into place and
-record it in the lock file (`breakingwind.model_lock`).
+record it in the lock file (`breakingwind.modelfiles.lock`).
 
 Why not `hf_hub_download`: in huggingface_hub 2.x it downloads into a process-unique temporary file
 that it deletes when the transfer fails, so an interrupted 20 GB download would start over. The
@@ -41,8 +41,8 @@ from breakingwind.errors import (
     InvalidModelFile,
     NotEnoughDisk,
 )
-from breakingwind.model_lock import LockEntry, load_lock, lock_path, save_lock, sha256_file
-from breakingwind.models import Manifest
+from breakingwind.modelfiles.lock import LockEntry, load_lock, lock_path, save_lock, sha256_file
+from breakingwind.modelfiles.manifest import Manifest
 
 T = TypeVar("T")
 Say = Callable[[str], None]

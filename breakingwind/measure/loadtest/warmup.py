@@ -16,8 +16,8 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from breakingwind.loadtest.http_requests import CODE_PREFIXES, MODEL, PROMPTS
-from breakingwind.loadtest.project import TOOL_CALLS
+from breakingwind.measure.loadtest.http_requests import CODE_PREFIXES, MODEL, PROMPTS
+from breakingwind.measure.loadtest.project import TOOL_CALLS
 
 RETRIES = 30
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from breakingwind.loadtest.report import KindFigures, LoadReport, Spread
+from breakingwind.measure.loadtest.report import KindFigures, LoadReport, Spread
 
 OUTCOMES = ("ok", "backpressure", "client_error", "server_error", "hung", "transport_error", "cut")
 HEADER = (

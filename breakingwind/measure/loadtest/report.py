@@ -9,10 +9,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, computed_field
 
-from breakingwind.loadtest.clients import ClientResults
-from breakingwind.loadtest.plan import KINDS, Kind, LoadPlan
-from breakingwind.loadtest.sample import RequestSample
-from breakingwind.loadtest.sampler import ProcessSample, Samples
+from breakingwind.measure.loadtest.clients import ClientResults
+from breakingwind.measure.loadtest.plan import KINDS, Kind, LoadPlan
+from breakingwind.measure.loadtest.sample import RequestSample
+from breakingwind.measure.loadtest.sampler import ProcessSample, Samples
 
 
 class Spread(BaseModel):

@@ -27,7 +27,7 @@ from breakingwind.pipeline import Pipeline
 from breakingwind.store import TaskStore
 from breakingwind.tasks import WorkflowOptions
 
-EVALS_DIR = Path(__file__).resolve().parent.parent / "evals"
+EVALS_DIR = Path(__file__).resolve().parents[2] / "evals"
 HIDDEN_TEST_TIMEOUT_S = 120
 
 

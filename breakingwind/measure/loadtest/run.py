@@ -14,15 +14,15 @@ from urllib.parse import urlsplit
 import httpx2
 import psutil
 
-from breakingwind.engine.throughput import machine_description
 from breakingwind.errors import DaemonError
-from breakingwind.loadtest.clients import ClientResults, run_clients
-from breakingwind.loadtest.daemon import spawned_daemon
-from breakingwind.loadtest.plan import LoadPlan
-from breakingwind.loadtest.project import make_load_project
-from breakingwind.loadtest.report import LoadReport, build_report
-from breakingwind.loadtest.sampler import Samples, daemon_pid_listening_on, sample_daemon
-from breakingwind.loadtest.warmup import prime
+from breakingwind.measure.loadtest.clients import ClientResults, run_clients
+from breakingwind.measure.loadtest.daemon import spawned_daemon
+from breakingwind.measure.loadtest.plan import LoadPlan
+from breakingwind.measure.loadtest.project import make_load_project
+from breakingwind.measure.loadtest.report import LoadReport, build_report
+from breakingwind.measure.loadtest.sampler import Samples, daemon_pid_listening_on, sample_daemon
+from breakingwind.measure.loadtest.warmup import prime
+from breakingwind.measure.throughput import machine_description
 
 GIB = 1024**3
 STATUS_EVERY_S = 10.0

@@ -24,7 +24,7 @@ from typing import Any
 
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
-from breakingwind.evals import load_eval_tasks, prepare_project
+from breakingwind.measure.evals import load_eval_tasks, prepare_project
 from breakingwind.pipeline import Pipeline
 from breakingwind.store import TaskStore
 from breakingwind.tasks import WorkflowOptions

@@ -1,0 +1,1 @@
+"""Measurement tools: bench, peers, the pipeline bench, eval and the load test."""

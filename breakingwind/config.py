@@ -188,8 +188,9 @@ class DownloadSettings(_Section):
 
 
 Backend = Literal["local", "openai"]
+FlashAttention = Literal["auto"] | bool
 # Keys that only mean something for one kind of backend; setting one for the other is an error.
-LOCAL_ONLY_KEYS = ("n_gpu_layers", "n_batch", "chat_format", "threads")
+LOCAL_ONLY_KEYS = ("n_gpu_layers", "n_batch", "chat_format", "threads", "flash_attn")
 CREDENTIALS_IN_URL = "url_with_credentials"
 REMOTE_ONLY_KEYS = (
     "base_url",
@@ -230,6 +231,13 @@ class AgentSettings(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
+    flash_attn: FlashAttention = Field(
+        "auto",
+        description="Flash attention: 'auto' turns it on where the GPU backend has it (CUDA,"
+        " Metal: faster prefill and decode at long contexts, a smaller compute buffer) and off"
+        " on the CPU backend; true or false force it. Agents sharing a model file get the"
+        " first one's.",
+    )
     base_url: str | None = Field(
         None,
         description="openai: the server's API root, e.g. http://gpu-box:8000/v1 (no credentials"

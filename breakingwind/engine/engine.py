@@ -242,6 +242,7 @@ def _model_spec(
         n_gpu_layers=first.n_gpu_layers,
         n_batch=first.n_batch,
         threads=first.threads,
+        flash_attn=first.flash_attn,
         chat_format=None if models[agents[0]].fallback else first.chat_format,
         agents=tuple(agents),
         n_parallel=max(settings.agents()[a].n_parallel or settings.engine.parallel for a in agents),

@@ -31,7 +31,7 @@ from llama_cpp import _internals as internals
 from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine import llama_logs
-from breakingwind.engine.batching import Batcher, Sequence
+from breakingwind.engine.batching import Batcher, Sequence, StepProfile
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.engine.tool_calls import ToolCallFormat, tool_call_grammar
@@ -66,6 +66,7 @@ class ModelSpec:
     chat_format: str | None
     agents: tuple[str, ...]
     n_parallel: int = 1  # sequences decoded together (continuous batching slots)
+    flash_attn: Literal["auto"] | bool = "auto"  # "auto": on where the GPU backend has it
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,15 @@ class LoadReport:
     load_s: float
     chat_template: str
     n_ctx: int
+    flash_attn: str = "off"  # "on", "off", or "auto" (llama.cpp decides per device)
 
     def describe(self) -> str:
         gb = 1024**3
         return (
             f"{self.backend}, {self.gpu_layers_offloaded}/{self.n_layers + 1} layers offloaded,"
             f" weights {self.weights_bytes / gb:.2f} GiB + KV cache {self.kv_cache_bytes / gb:.2f}"
-            f" GiB (n_ctx {self.n_ctx}), loaded in {self.load_s:.1f}s,"
+            f" GiB (n_ctx {self.n_ctx}), flash attention {self.flash_attn},"
+            f" loaded in {self.load_s:.1f}s,"
             f" template {self.chat_template}"
         )
 
@@ -121,6 +124,31 @@ def compiled_backend() -> str:
         if backend in names:
             return backend
     return "CPU"
+
+
+FLASH_ATTN_BACKENDS = frozenset({"CUDA", "Metal"})  # where "auto" asks llama.cpp for it
+
+
+def flash_attn_type(setting: Literal["auto"] | bool, backend: str) -> int:
+    """llama.cpp's `flash_attn_type` for a setting: forced on/off, or for "auto" llama.cpp's own
+    AUTO on CUDA/Metal (it turns flash attention on where the device supports it for this
+    model) and off on the CPU backend, where it did not decode faster (docs/benchmarks.md)."""
+    if setting == "auto":
+        if backend in FLASH_ATTN_BACKENDS:
+            return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    return (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if setting
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+
+
+_FLASH_ATTN_NAMES = {
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "off",
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED: "on",
+}
 
 
 class _Job:
@@ -327,6 +355,11 @@ class ModelWorker:
         return self.report.n_ctx if self.report else self.spec.n_ctx
 
     @property
+    def step_profile(self) -> StepProfile:
+        """A copy of where the batched steps' time has gone so far (`StepProfile`)."""
+        return replace(self._batcher.profile) if self._batcher else StepProfile()
+
+    @property
     def queue_depth(self) -> int:
         """Requests waiting for a slot."""
         return self._waiting
@@ -378,6 +411,11 @@ class ModelWorker:
         if not tokens:
             raise GenerationFailed("the prompt is empty")
         return PreparedRequest(tokens, stop, sampling, tool_format)
+
+    def tokenize(self, text: str) -> list[int]:
+        """`text` as this model's tokens, special tokens read as text. Thread-safe."""
+        assert self._llm is not None
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def _fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
         pre, suf, mid = self._fim_tokens
@@ -539,6 +577,8 @@ class ModelWorker:
         rss_before = psutil.Process().memory_info().rss
         self.info = info = self.info or inspect_gguf(self.spec.path)
         offload = llama_cpp.llama_supports_gpu_offload()
+        backend = compiled_backend()
+        flash = flash_attn_type(self.spec.flash_attn, backend if offload else "CPU")
         try:
             llm = Llama(
                 model_path=str(self.spec.path),
@@ -549,7 +589,7 @@ class ModelWorker:
                 n_threads_batch=self.spec.threads,
                 verbose=False,
             )
-            _open_batched_context(llm, self.spec.n_ctx, self.n_parallel)
+            _open_batched_context(llm, self.spec.n_ctx, self.n_parallel, flash)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {self.spec.path}: {exc}") from None
         self._template = ChatTemplate(
@@ -575,11 +615,12 @@ class ModelWorker:
             self._is_stop_token,
             self.name,
             self._finished,
+            self._argmax_mask,
         )
         layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
 
         self.report = LoadReport(
-            backend=compiled_backend(),
+            backend=backend,
             gpu_layers_offloaded=min(layers, info.n_layers + 1) if offload else 0,
             n_layers=info.n_layers,
             weights_bytes=int(llama_cpp.llama_model_size(llm.model)),
@@ -588,6 +629,7 @@ class ModelWorker:
             load_s=time.monotonic() - started,
             chat_template=self._template.source,
             n_ctx=llm.n_ctx(),
+            flash_attn=_FLASH_ATTN_NAMES[flash],
         )
         self.state = "ready"
         self._settled.set()
@@ -599,6 +641,18 @@ class ModelWorker:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+    def _argmax_mask(self, sampling: SamplingParams, sampler: LlamaSampler) -> np.ndarray | None:
+        """For a chain that is plain greedy (no grammar, nothing but the `ignore_eos` bias before
+        it), the tokens an argmax of the logits must skip; None for any other chain. Counting the
+        chain's samplers keeps any sampler added to `_sampler` (penalties...) on the chain."""
+        if sampling.temperature > 0 or sampling.grammar is not None:
+            return None
+        expected = 2 if sampling.ignore_eos else 1
+        if llama_cpp.llama_sampler_chain_n(sampler.sampler) != expected:
+            return None
+        eog = self._eog_tokens() if sampling.ignore_eos else []
+        return np.asarray(eog, dtype=np.intp)
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         sampler = LlamaSampler()
@@ -615,6 +669,7 @@ class ModelWorker:
         if sampling.temperature <= 0:
             sampler.add_greedy()
         else:
+            _add_candidates(sampler)
             sampler.add_top_p(sampling.top_p, 1)
             sampler.add_temp(sampling.temperature)
             sampler.add_dist(RANDOM_SEED if sampling.seed is None else sampling.seed)
@@ -647,23 +702,38 @@ class ModelWorker:
         return token in self._stop_tokens or self._is_eog(token)
 
 
+SAMPLING_CANDIDATES = 100  # tokens a temperature > 0 chain samples among
+
+
+def _add_candidates(sampler: LlamaSampler) -> None:
+    """Keep the SAMPLING_CANDIDATES most likely tokens before top_p, temperature and the draw:
+    those then sort and normalise 100 candidates instead of the whole vocabulary (128-256K
+    entries; a flat distribution made top_p sort nearly all of them). At the agents' temperature
+    (0.2, which raises probabilities to the 5th power) a token ranked past 100 is never drawn in
+    practice."""
+    sampler.add_top_k(SAMPLING_CANDIDATES)
+
+
 def eog_tokens(llm: Llama) -> list[int]:
     """Every end-of-generation token of the model's vocabulary (a scan of the whole vocabulary)."""
     vocab = llm._model.vocab
     return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
 
-def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int) -> None:
-    """Give `llm` a context of `n_ctx` KV cells shared by `n_seq` sequences.
+def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int, flash_attn: int) -> None:
+    """Give `llm` a context of `n_ctx` KV cells shared by `n_seq` sequences, with llama.cpp's
+    `flash_attn_type` (`flash_attn_type()`).
 
-    `Llama()` cannot set `n_seq_max` or `kv_unified`, so it is built with a small context, which
-    is freed first and replaced here. A unified cache lets any one request use the whole
-    context, and sequences that share a prefix share its cells (`llama_memory_seq_cp`).
+    `Llama()` cannot set `n_seq_max`, `kv_unified` or an automatic flash attention, so it is
+    built with a small context, which is freed first and replaced here. A unified cache lets any
+    one request use the whole context, and sequences that share a prefix share its cells
+    (`llama_memory_seq_cp`).
     """
     params = type(llm.context_params).from_buffer_copy(llm.context_params)
     params.n_ctx = n_ctx
     params.n_seq_max = n_seq
     params.kv_unified = True
+    params.flash_attn_type = flash_attn
     params.n_outputs_max_per_seq = 0  # several logits rows per sequence: draft verification
     llm._ctx.close()
     llm._ctx = ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)

@@ -151,7 +151,7 @@ run_benches() {
         fi
         bench_once "$folder" "$name-fa-$fa${peer:++peer}" "$limit" "${args[@]}" \
             --flash-attn "$fa" "${peer[@]}"
-        [ -f /tmp/llama-server.log ] && cp /tmp/llama-server.log "$OUT/llama-server-$name-$fa.log"
+        [ -f /tmp/llama-server.log ] && mv /tmp/llama-server.log "$OUT/llama-server-$name-$fa.log"
     done
     # one JSON of everything that came back
     python3 - "$RESULTS" "$OUT/gpu_bench.json" <<'PY'

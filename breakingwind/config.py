@@ -535,6 +535,13 @@ class Settings(_Section):
         """The configured model file of `agent` (it may not exist)."""
         return self.models_dir_path(self.agents()[agent].model)
 
+    def in_process(self, purpose: str) -> Settings:
+        """These settings with a data dir of their own, `<data_dir>/<purpose>`, for commands that
+        run models in this process (`run --local`, `eval`): their tasks never enter the daemon's
+        store, so a daemon start never resumes a task whose temporary project is gone."""
+        storage = self.storage.model_copy(update={"data_dir": self.storage.data_dir / purpose})
+        return self.model_copy(update={"storage": storage})
+
     def models_dir_path(self, name: str) -> Path:
         """`name` as a path: absolute as given, relative ones inside models_dir."""
         path = Path(name).expanduser()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +33,12 @@ from breakingwind.modelfiles.manifest import (
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+# Who hears, in the current asyncio task, how many prompt tokens a generation reads before its
+# first token (the pipeline shows "reading N tokens…" while a big model prefills). A context
+# variable, so an observer set by one task never hears another task's generations.
+prompt_observer: ContextVar[Callable[[int], None] | None] = ContextVar(
+    "prompt_observer", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,9 @@ class Engine:
         await worker.wait_ready()
         sampling = _sampling(request, self.settings.agents()[agent])
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        observer = prompt_observer.get()
+        if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
+            observer(len(prepared.tokens))
         while True:
             try:
                 return worker.submit(prepared)

@@ -47,6 +47,7 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "reviewer": {"model": "Qwen3-Coder-30B-A3B-Instruct-Q6_K.gguf", "n_ctx": 262144},
 }
 ENV_PREFIX = "BREAKINGWIND_"
+MAX_TOOL_RESULT_BYTES = 450_000  # twice this, JSON-escaped once, stays under MCP's 1 MiB
 _ENV_SHORTCUTS = {
     "BREAKINGWIND_HOME": ("storage", "data_dir"),
     "BREAKINGWIND_PROJECT_ROOT": ("project", "root"),
@@ -494,7 +495,12 @@ class ToolsSettings(_Section):
         4096, ge=16, le=65536, description="Longest path argument accepted, in characters."
     )
     max_output_bytes: int = Field(
-        2_000_000, ge=4096, description="Largest tool result (as JSON) any tool may return."
+        400_000,
+        ge=4096,
+        le=MAX_TOOL_RESULT_BYTES,
+        description="Largest tool result (as JSON) any tool may return; larger ones are paged or"
+        " refused. MCP sends a result twice (text and structure) and its clients refuse a message"
+        " over 1 MiB, hence the upper bound.",
     )
     read_max_bytes: int = Field(
         262_144, ge=1024, description="Most bytes read_file returns in one call."

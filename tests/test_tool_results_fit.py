@@ -1,0 +1,74 @@
+"""Large tool results fit every door: the official `mcp` client over Streamable HTTP (whose SSE
+reader refuses an event over 1 MiB), REST, and the agents' registry calls, on >= 2,000 files.
+A result that would not fit is paged (`modules_offset` / `next_modules_offset`), never cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from breakingwind.api.app import create_app
+from breakingwind.config import Settings
+from breakingwind.engine import Engine
+from tests.conftest import LiveServer, make_settings
+from tests.test_analyze_large import generate
+
+FILES = 2500
+SSE_EVENT_LIMIT = 1_048_576  # the mcp client's limit on one server-sent event
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("large")
+    generate(root / "project", FILES)
+    return make_settings(root, environ={"BREAKINGWIND_PROJECT_ROOT": str(root / "project")})
+
+
+@pytest.fixture(scope="module")
+def server(large: Settings, engine: Engine) -> Iterator[LiveServer]:
+    with LiveServer(create_app(large, engine)) as live:
+        yield live
+
+
+async def _page_through(url: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    pages = []
+    async with Client(f"{url}/mcp") as client:
+        offset: int | None = 0
+        while offset is not None:
+            result = await client.call_tool(
+                "analyze_codebase", {**arguments, "modules_offset": offset}
+            )
+            assert not result.is_error, result.content
+            pages.append(result.structured_content)
+            offset = result.structured_content["next_modules_offset"]
+    return pages
+
+
+def test_mcp_client_pages_through_analyze_codebase_of_2500_files(server: LiveServer) -> None:
+    pages = asyncio.run(_page_through(server.url, {"max_modules": 5000}))
+    modules = [m["path"] for page in pages for m in page["modules"]]
+    assert len(pages) > 1  # the whole map does not fit one result
+    assert len(modules) == len(set(modules)) == pages[0]["modules_total"] == FILES + 1
+    for page in pages:
+        assert len(json.dumps(page)) * 2 < SSE_EVENT_LIMIT  # sent as text and as structure
+
+
+def test_rest_returns_the_same_first_page(server: LiveServer) -> None:
+    answer = httpx.post(
+        f"{server.url}/api/mcp/tool",
+        json={"name": "analyze_codebase", "arguments": {"max_modules": 5000}},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.content) < SSE_EVENT_LIMIT // 2
+    body = answer.json()
+    result = body.get("result", body)
+    assert result["modules_truncated"] and result["next_modules_offset"] == len(result["modules"])

@@ -95,12 +95,22 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    root = settings.project.root
+    if not root.is_dir():  # a config problem: one line and exit 2, like every other
+        click.echo(
+            f"breakingwind: project.root: {root} is not a folder (set [project] root in"
+            f" {settings.config_file or 'config.toml'} or BREAKINGWIND_PROJECT_ROOT)",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
     warning = exposure_warning(host or settings.server.host, settings.server.api_key)
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
-    server = uvicorn.Server(
-        server_config(create_app(settings), settings.server, host=host, port=port)
-    )
+    try:
+        app = create_app(settings)
+    except BreakingWindError as exc:
+        _fail(exc)
+    server = uvicorn.Server(server_config(app, settings.server, host=host, port=port))
     server.run()
     if not server.started:  # the port was taken or the start-up failed; as uvicorn.run exits
         sys.exit(3)

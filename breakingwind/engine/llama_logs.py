@@ -18,7 +18,12 @@ import llama_cpp._internals
 import llama_cpp.llama
 
 log = logging.getLogger("llama.cpp")
-_LEVELS = {2: logging.WARNING, 3: logging.ERROR}  # ggml: 1 info, 2 warn, 3 error, 4 debug
+# enum ggml_log_level in the vendored ggml.h: 1 debug, 2 info, 3 warn, 4 error, 5 continues the
+# previous message (llama_cpp/_logger.py's comment has an older order: trusting it made every
+# load's info lines show as warnings in `run` and in the daemon's log).
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_CONTINUE = 5
+_last_level = [logging.DEBUG]
 
 
 class _NoRedirect:
@@ -37,8 +42,10 @@ class _NoRedirect:
 @llama_cpp.llama_log_callback
 def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
+    if level != _CONTINUE:
+        _last_level[0] = _LEVELS.get(level, logging.DEBUG)
     if message:
-        log.log(_LEVELS.get(level, logging.DEBUG), "%s", message)
+        log.log(_last_level[0], "%s", message)
 
 
 def install() -> None:

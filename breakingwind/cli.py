@@ -417,6 +417,13 @@ def service_install(ctx: click.Context, dry_run: bool) -> None:
     except BreakingWindError as exc:
         _fail(exc)
     click.echo(f"wrote {report.path}")
+    if spec.carried_env:
+        click.echo(f"carried into the service: {', '.join(sorted(spec.carried_env))}")
+    if spec.dropped_env:
+        click.echo(
+            f"left out: {', '.join(spec.dropped_env)} (a key would sit in the service file in"
+            " plain text; set it in the config file instead)"
+        )
     if report.loaded:
         click.echo(f"loaded with {platform.tool}; logs: `breakingwind service logs`")
         return

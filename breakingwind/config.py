@@ -532,6 +532,9 @@ class Settings(_Section):
     )
     media: MediaSettings = Field(default_factory=MediaSettings)
     config_file: Annotated[Path | None, Field(exclude=True)] = None
+    # The BREAKINGWIND_* variables these settings took (path values made absolute), so that
+    # `service install` can carry them into the service it writes.
+    env_overrides: Annotated[dict[str, str], Field(exclude=True)] = {}
 
     def agents(self) -> dict[str, AgentSettings]:
         """The per-agent settings by agent name, in pipeline order."""
@@ -567,7 +570,7 @@ def load_settings(
     # would move with every subprocess's working directory (git worktrees, test runs).
     path = config_path.expanduser().resolve() if config_path else _config_path_from(environ)
     data: dict[str, Any] = _read_toml(path) if path is not None else {}
-    env_data, env_sources = _environment_overrides(environ)
+    env_data, env_sources, env_applied = _environment_overrides(environ)
     _deep_merge(data, env_data)
     _add_local_defaults(data)
     try:
@@ -578,7 +581,7 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_problems(exc, env_sources), source=str(path or "settings")) from None
     _read_api_keys(settings, environ)
-    return settings.model_copy(update={"config_file": path})
+    return settings.model_copy(update={"config_file": path, "env_overrides": env_applied})
 
 
 def _add_local_defaults(data: dict[str, Any]) -> None:
@@ -630,10 +633,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _environment_overrides(
     environ: Mapping[str, str],
-) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    """Turn `BREAKINGWIND_*` variables into a nested dict; also return key -> variable name."""
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], dict[str, str]]:
+    """Turn `BREAKINGWIND_*` variables into a nested dict; also return key -> variable name and
+    variable name -> the value applied (paths made absolute)."""
     data: dict[str, Any] = {}
     sources: dict[tuple[str, ...], str] = {}
+    applied: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == _ENV_CONFIG:
@@ -645,7 +650,7 @@ def _environment_overrides(
         else:
             problems.append((name, "unknown variable; use BREAKINGWIND_<SECTION>__<KEY>"))
             continue
-        if keys[0] not in Settings.model_fields or keys[0] == "config_file":
+        if keys[0] not in Settings.model_fields or keys[0] in ("config_file", "env_overrides"):
             problems.append((name, f"unknown section {keys[0]!r}"))
             continue
         value: Any = _env_value(raw)
@@ -653,9 +658,10 @@ def _environment_overrides(
             value = str(Path(value).expanduser().resolve())
         _deep_merge(data, _nest(keys, value))
         sources[keys] = name
+        applied[name] = value if isinstance(value, str) else raw
     if problems:
         raise ConfigError(problems, source="environment")
-    return data, sources
+    return data, sources, applied
 
 
 def _env_value(raw: str) -> Any:

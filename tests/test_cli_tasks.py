@@ -8,7 +8,9 @@ be held there (`hang`); the in-process run uses the real embedded model.
 from __future__ import annotations
 
 import os
+import pty
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -31,11 +33,11 @@ TASK_ID = re.compile(r"Task ([0-9a-f]{16}) started")
 
 @pytest.fixture(scope="module")
 def hold_at_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Path]]:
-    """A daemon whose coder never answers: each task stays in its code stage (three tasks)."""
+    """A daemon whose coder never answers: each task stays in its code stage (four tasks)."""
     script = {
-        "preprocessor": [TASK] * 3,
-        "planner": [NO_TOOLS, plan()] * 3,
-        "coder": [HANG] * 3,
+        "preprocessor": [TASK] * 4,
+        "planner": [NO_TOOLS, plan()] * 4,
+        "coder": [HANG] * 4,
         "reviewer": [],
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
@@ -184,3 +186,33 @@ def test_ctrl_c_cancels_an_in_process_run_kept_out_of_the_daemons_store(
     db = sqlite3.connect(tmp_path / "data" / "local" / "breakingwind.sqlite3")
     stage = db.execute("SELECT stage FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     assert stage == ("cancelled",)
+
+
+def test_on_a_terminal_a_live_line_shows_the_stage_and_elapsed_time(
+    hold_at_code: tuple[Daemon, Path], clean_env: dict[str, str]
+) -> None:
+    _, config = hold_at_code
+    controller, terminal = pty.openpty()
+    argv = [sys.executable, "-m", "breakingwind", "--config", str(config), "run", TASK]
+    env = {**clean_env, "TERM": "xterm-256color", "COLUMNS": "160"}
+    proc = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    screen = b""
+    live = re.compile(rb"code \xc2\xb7 cycle 1  [\d.]+s \(total [\dms. ]+\)")
+    deadline = time.monotonic() + 120
+    try:
+        while not live.search(screen) and time.monotonic() < deadline:
+            if select.select([controller], [], [], 1)[0]:
+                screen += os.read(controller, 65536)
+        redrawn = len(live.findall(screen))
+        time.sleep(1.5)  # the line is redrawn while nothing else happens
+        while select.select([controller], [], [], 0.2)[0]:
+            screen += os.read(controller, 65536)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        os.close(controller)
+    text = screen.decode(errors="replace")
+    assert redrawn >= 1, text[-2000:]
+    assert len(live.findall(screen)) > redrawn  # redrawn with a new elapsed time
+    assert re.search(r"Ctrl-C to detach · task [0-9a-f]{16}", text)

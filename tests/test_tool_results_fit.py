@@ -1,12 +1,14 @@
 """Large tool results fit every door: the official `mcp` client over Streamable HTTP (whose SSE
-reader refuses an event over 1 MiB), REST, and the agents' registry calls, on >= 2,000 files.
-A result that would not fit is paged (`modules_offset` / `next_modules_offset`), never cut off.
+reader refuses an event over 1 MiB), REST, and the agents' tool loop, on >= 2,000 files. A result
+that would not fit is paged (`modules_offset` / `next_modules_offset`); an agent, whose context
+holds far less, gets the head of it and how to ask for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +16,14 @@ import httpx
 import pytest
 from mcp import Client
 
+from breakingwind.agents.tool_loop import RESULT_CHARS, gather_with_tools
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
+from breakingwind.engine.scripted import ScriptedModel
+from breakingwind.tools.registry import build_registry
 from tests.conftest import LiveServer, make_settings
+from tests.pipeline_fixtures import tool_call
 from tests.test_analyze_large import generate
 
 FILES = 2500
@@ -71,3 +77,28 @@ def test_rest_returns_the_same_first_page(server: LiveServer) -> None:
     body = answer.json()
     result = body.get("result", body)
     assert result["modules_truncated"] and result["next_modules_offset"] == len(result["modules"])
+
+
+def test_an_agent_gets_a_cut_result_with_how_to_ask_for_the_rest(large: Settings) -> None:
+    engine = Engine(large)  # never started: the planner is scripted
+    planner = ScriptedModel("planner")
+    planner.enqueue(tool_call("analyze_codebase", max_modules=5000), "done")
+    engine.replace_model("planner", planner)
+    calls: list[tuple[str, bool]] = []
+
+    async def record(name: str, arguments: dict[str, Any], ok: bool, summary: str) -> None:
+        calls.append((name, ok))
+
+    messages = [{"role": "user", "content": "map the project"}]
+    conversation = asyncio.run(
+        gather_with_tools(
+            engine, "planner", messages, build_registry(large), ["analyze_codebase"], 1, record
+        )
+    )
+    result = conversation[-1]
+    assert calls == [("analyze_codebase", True)] and result["role"] == "tool"
+    assert len(result["content"]) < RESULT_CHARS + 300
+    assert re.search(
+        rf"…\(cut at {RESULT_CHARS} of \d+ characters: ask for less .* modules_offset\)$",
+        result["content"],
+    )

@@ -203,6 +203,15 @@ def test_chat_streams_an_agent_models_answer(daemon: Daemon, page: object) -> No
     screenshot(page, "chat")
 
 
+def test_task_view_says_when_a_model_reads_its_prompt(daemon: Daemon, page: object) -> None:
+    daemon.script_approved_fix()
+    daemon.models["planner"].prompt_tokens = 6000
+    start_task(page, daemon)
+    planner = page.get_by_label("planner output")
+    sync_api.expect(planner).to_contain_text("(reading 6,000 tokens…)", timeout=TASK_MS)
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
+
+
 def test_chat_defaults_to_the_coder_and_names_the_pipelines_folder(
     daemon: Daemon, page: object
 ) -> None:

@@ -373,13 +373,26 @@ class TaskView {
   }
 
   on_token(event) {
-    const pre = this.streamFor(event.agent);
+    const pre = this.labelledStream(event.agent);
+    pre.append(event.text);
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  // A model starts reading its prompt: with a big prompt, the wait before its first token.
+  on_prefill(event) {
+    const pre = this.labelledStream(event.agent);
+    const newline = pre.textContent && !pre.textContent.endsWith("\n") ? "\n" : "";
+    pre.append(el("span", { class: "marker" }, `${newline}(reading ${event.prompt_tokens.toLocaleString("en")} tokens…)\n`));
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  labelledStream(agent) {
+    const pre = this.streamFor(agent);
     if (pre.dataset.label !== this.currentLabel) {
       pre.dataset.label = this.currentLabel;
       pre.append(el("span", { class: "marker" }, `${pre.childNodes.length ? "\n" : ""}── ${this.currentLabel} ──\n`));
     }
-    pre.append(event.text);
-    pre.scrollTop = pre.scrollHeight;
+    return pre;
   }
 
   streamFor(agent) {

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.coder import CoderOutput, write_code
+from breakingwind.agents.coder import write_code
 from breakingwind.agents.planner import make_plan
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.agents.reviewer import Review, ReviewDraft, ReviewTestResults, review_changes
+from breakingwind.agents.reviewer import review_changes
 from breakingwind.config import ProjectSettings, Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
@@ -35,7 +35,17 @@ from breakingwind.errors import (
 )
 from breakingwind.media import PreprocessorInput
 from breakingwind.store import TaskStore
-from breakingwind.tasks import FinalReport, Iteration, TaskState, TestSummary, WorkflowOptions
+from breakingwind.tasks import (
+    CoderOutput,
+    FinalReport,
+    Iteration,
+    Review,
+    ReviewDraft,
+    ReviewTestResults,
+    TaskState,
+    TestSummary,
+    WorkflowOptions,
+)
 from breakingwind.tools.registry import ToolRegistry, build_registry
 from breakingwind.tools.run_tests import RunTestsResult
 from breakingwind.tools.sandbox import Sandbox

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from breakingwind.agents.planner import Plan, TaskItem, make_plan
+from breakingwind.agents.planner import make_plan
 from breakingwind.agents.preprocessor import preprocess
 from breakingwind.config import ProjectSettings, Settings
 from breakingwind.engine import Engine
 from breakingwind.errors import InvalidRequest
 from breakingwind.media import PreprocessorInput
 from breakingwind.prompts import render_prompt
-from breakingwind.tasks import TaskState
+from breakingwind.tasks import Plan, TaskItem, TaskState
 from breakingwind.tools.registry import ToolRegistry, build_registry
 
 MARKER = "written by `breakingwind speckit init`; edits are replaced by the next init"

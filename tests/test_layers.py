@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _loaded_after(statement: str) -> set[str]:
     """The top-level modules a fresh interpreter has loaded after running `statement`."""
-    code = f"{statement}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    listing = "print(' '.join({m.split('.')[0] for m in sys.modules}))"
+    code = f"{statement}\nimport sys\n{listing}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True

@@ -10,14 +10,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from breakingwind.agents.preprocessor import render_material
 from breakingwind.api.openai_chunks import Envelope, guarded, usage_json
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
@@ -34,10 +32,9 @@ from breakingwind.engine.output import JsonOutput, Reply
 from breakingwind.engine.types import ToolCall
 from breakingwind.errors import (
     InvalidRequest,
-    MediaError,
     ModelNotFound,
 )
-from breakingwind.media import MediaService
+from breakingwind.runtime import Runtime
 
 log = logging.getLogger(__name__)
 PIPELINE_MODEL = "breakingwind"
@@ -89,32 +86,18 @@ async def get_model(request: Request) -> Response:
 # --- chat ----------------------------------------------------------------------------------
 
 
-async def _content_text(
-    message: Message, index: int, media: MediaService, project_root: Path
-) -> str | None:
-    """Message content as text: text parts joined; images and audio read by the media service
-    (OCR, transcription) and written out under headings, exactly as the preprocessor sees them."""
-    if message.content is None or isinstance(message.content, str):
-        return message.content
-    if all(part.type == "text" for part in message.content):
-        return "".join(part.text for part in message.content)  # type: ignore[union-attr]
-    parts = [part.model_dump(by_alias=True, exclude_none=True) for part in message.content]
-    try:
-        material = await media.parts_to_text(parts, project_root)
-    except MediaError as exc:
-        exc.param = f"messages[{index}].{exc.param}" if exc.param else f"messages[{index}]"
-        raise
-    return render_material(material) if material.has_media else material.typed_text
-
-
-async def _engine_messages(
-    messages: list[Message], media: MediaService, project_root: Path
-) -> list[dict[str, Any]]:
+async def _engine_messages(messages: list[Message], runtime: Runtime) -> list[dict[str, Any]]:
+    """The messages as the engine takes them: content as text (images and audio read by the
+    runtime's one conversion, as the preprocessor sees them)."""
+    root = runtime.settings.project.root
     out = []
     for i, message in enumerate(messages):
+        content = message.content
+        if content is not None:
+            content = await runtime.task_text(content, root, f"messages[{i}]")
         entry: dict[str, Any] = {
             "role": "system" if message.role == "developer" else message.role,
-            "content": await _content_text(message, i, media, project_root),
+            "content": content,
         }
         if message.tool_calls:
             entry["tool_calls"] = [call.model_dump() for call in message.tool_calls]
@@ -188,7 +171,7 @@ async def chat_completions(request: Request) -> Response:
     if agent is None:
         return await pipeline_chat(request, body)
     state = request.app.state
-    messages = await _engine_messages(body.messages, state.media, state.settings.project.root)
+    messages = await _engine_messages(body.messages, state.runtime)
     generation = _chat_request(body, messages)
     keepalive_s = state.settings.server.keepalive_s
     if body.stream:

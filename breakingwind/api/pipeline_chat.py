@@ -19,24 +19,25 @@ from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS
 from breakingwind.api.workflow_routes import event_stream_items
 from breakingwind.errors import InvalidRequest
-from breakingwind.pipeline import Pipeline
 from breakingwind.progress import final_message, progress_line
+from breakingwind.runtime import Runtime
 from breakingwind.store import TaskStore
 
 
-def _task_text(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role == "user":
-            if isinstance(message.content, str):
-                return message.content
-            if message.content:
-                return "".join(p.text for p in message.content if p.type == "text")  # type: ignore[union-attr]
+async def _task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
+    """The last user message, read whole: screenshots and audio reach the task as text."""
+    for index in range(len(body.messages) - 1, -1, -1):
+        message = body.messages[index]
+        if message.role == "user" and message.content:
+            root = runtime.settings.project.root
+            return await runtime.task_text(message.content, root, f"messages[{index}]")
     raise InvalidRequest("the pipeline needs a user message with the task", param="messages")
 
 
 async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Response:
-    pipeline: Pipeline = request.app.state.pipeline
-    state = pipeline.submit(_task_text(body), None, None)
+    runtime: Runtime = request.app.state.runtime
+    pipeline = runtime.pipeline
+    state = pipeline.submit(await _task_text(runtime, body), None, None)
     if not body.stream:
         final = await pipeline.wait(state.task_id)
         return JSONResponse(

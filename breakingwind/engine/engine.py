@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -75,6 +76,8 @@ class Engine:
         self._workers: dict[Path, ModelWorker] = {}
         self._remote: dict[str, ModelBackend] = {}
         self._by_agent: dict[str, ModelBackend] = {}
+        # Called with (agent, seconds) after each `complete`, queueing and retries included.
+        self.observers: list[Callable[[str, float], None]] = []
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
             sharing.setdefault(model.path, []).append(agent)
@@ -202,6 +205,20 @@ class Engine:
         `on_delta` sees the raw text as it is generated (progress display, event streams);
         `wait_for_room` as for `stream`.
         """
+        started = time.perf_counter()
+        try:
+            return await self._complete_checked(agent, request, on_delta, wait_for_room)
+        finally:
+            for observe in self.observers:
+                observe(agent, time.perf_counter() - started)
+
+    async def _complete_checked(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None,
+        wait_for_room: bool,
+    ) -> GenerationResult:
         result, problem = await self._complete_once(agent, request, on_delta, wait_for_room)
         check = request.json_output
         if check is None or problem is None:

@@ -159,6 +159,12 @@ class PipelineSettings(_Section):
     coder_max_tool_calls: int = Field(
         4, ge=0, le=50, description="read_file calls the coder may make per iteration."
     )
+    keep_workspaces: bool = Field(
+        False,
+        description="Keep each finished task's workspace under data_dir/workspaces to inspect it"
+        " (by default it is removed, git worktree included, when the task ends; the diff stays"
+        " in the task for apply).",
+    )
 
 
 class EngineSettings(_Section):

@@ -33,6 +33,7 @@ from breakingwind.errors import (
     StoreError,
     StructuredOutputError,
     TaskConflict,
+    TaskNotFound,
     ToolError,
 )
 from breakingwind.media import PreprocessorInput
@@ -56,6 +57,8 @@ from breakingwind.workspace import (
     apply_to_project,
     create_workspace,
     project_fingerprint,
+    remove_orphan,
+    remove_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,26 @@ class Pipeline:
         self._start(state.task_id)
         return state
 
+    def sweep_workspaces(self) -> list[Path]:
+        """At start-up, remove the workspaces no running task will use: those of finished tasks
+        (kept only with `keep_workspaces`) and of tasks the store does not know (a crash between
+        making a workspace and recording it). Returns what was removed. Blocks: git."""
+        parent = self._workspaces_dir()
+        if not parent.is_dir():
+            return []
+        removed = []
+        for path in sorted(parent.iterdir()):
+            try:
+                state = self.store.get(path.name)
+            except TaskNotFound:
+                remove_orphan(path)
+                removed.append(path)
+                continue
+            if state.finished and not self.settings.pipeline.keep_workspaces:
+                remove_workspace(Path(state.project), path)
+                removed.append(path)
+        return removed
+
     def resume_unfinished(self) -> list[str]:
         """Restart every task that was running when the daemon stopped."""
         resumed = []
@@ -123,6 +146,7 @@ class Pipeline:
         task = self._running.get(task_id)
         if task is None:
             self._finish(state, "cancelled", "cancelled", {"stage": state.current_stage})
+            await self._release(task_id)
         else:
             self._cancelling.add(task_id)
             task.cancel()
@@ -182,6 +206,27 @@ class Pipeline:
         except Exception as exc:
             log.exception("task %s failed unexpectedly", task_id)
             self._fail(self.store.get(task_id), f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            await self._release(task_id)
+
+    async def _release(self, task_id: str) -> None:
+        """Forget a task's in-memory state; once it has ended, remove its workspace too (unless
+        `keep_workspaces`). What `apply` needs (the final diff, the fingerprint) is in the store.
+        A task stopped by shutdown keeps its workspace: it resumes at the next start."""
+        workspace = self._workspaces.pop(task_id, None)
+        if workspace is not None:
+            self.registries.release(workspace.path)
+        try:
+            state = self.store.get(task_id)
+        except BreakingWindError:
+            return
+        if not state.finished or state.workspace is None or self.settings.pipeline.keep_workspaces:
+            return
+        path = Path(state.workspace)
+        try:
+            await asyncio.shield(asyncio.to_thread(remove_workspace, Path(state.project), path))
+        except (OSError, BreakingWindError):
+            log.warning("could not remove the workspace %s; it goes at the next start", path)
 
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
@@ -423,7 +468,7 @@ class Pipeline:
                 project_fingerprint, project, self.settings.storage.data_dir
             )
             state = state.model_copy(update={"base_fingerprint": fingerprint})
-        parent = self.settings.storage.data_dir / "workspaces"
+        parent = self._workspaces_dir()
         workspace = await asyncio.to_thread(
             create_workspace, project, parent, state.task_id, self.settings.storage.data_dir
         )
@@ -435,6 +480,9 @@ class Pipeline:
         self.store.commit(state)
         self._workspaces[state.task_id] = workspace
         return workspace, state
+
+    def _workspaces_dir(self) -> Path:
+        return self.settings.storage.data_dir / "workspaces"
 
     def _registry(self, root: Path) -> ToolRegistry:
         return self.registries.get(root)

@@ -129,6 +129,7 @@ async def open_runtime(
         store = TaskStore(settings.storage.database_path)
         runtime = Runtime(settings, engine, media, store, registries or ToolRegistries(settings))
         if resume:
+            await asyncio.to_thread(runtime.pipeline.sweep_workspaces)
             runtime.pipeline.resume_unfinished()
         yield runtime
     finally:

@@ -1,17 +1,23 @@
 """Shared fixtures: real settings in temp folders, the real embedded model loaded once per session,
-and a live uvicorn server on 127.0.0.1."""
+scripted agents on a real engine, and a live uvicorn server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -19,6 +25,7 @@ from breakingwind.api.server import server_config
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFArray, GGUFHeader, GGUFTensor
+from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.media import MediaService
 from breakingwind.modelfiles.manifest import embedded_model_path
 from tests.media_files import SPOKEN_TASK, speak
@@ -50,6 +57,16 @@ models_dir = "models"
         f"BREAKINGWIND_{agent.upper()}__N_CTX": str(TEST_N_CTX) for agent in AGENT_NAMES
     }
     return load_settings(config, environ={**small_contexts, **(environ or {})})
+
+
+def scripted_engine(settings: Settings) -> tuple[Engine, dict[str, ScriptedModel]]:
+    """An engine (never started: nothing loads) whose every agent is a `ScriptedModel`, through
+    the production `Engine.replace_model`; enqueue answers on the returned models."""
+    engine = Engine(settings)
+    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
+    for agent, model in models.items():
+        engine.replace_model(agent, model)
+    return engine, models
 
 
 def header_read_by_gguf_reader(path: Path) -> GGUFHeader:
@@ -159,3 +176,89 @@ def free_port() -> int:
 def clean_env() -> dict[str, str]:
     """The current environment without any BREAKINGWIND_* variables, for subprocesses."""
     return {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
+
+
+def parse_sse(text: str) -> list[dict]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
+        if fields:
+            events.append(
+                {
+                    "id": int(fields["id"]),
+                    "event": fields["event"],
+                    "data": json.loads(fields["data"]),
+                }
+            )
+    return events
+
+
+REPO = Path(__file__).resolve().parent.parent
+# Small budgets keep a full workflow of the tiny model to a few tens of seconds.
+FAST = """
+[pipeline]
+max_review_cycles = 1
+stage_timeout_s = 120
+planner_max_tool_calls = 1
+coder_max_tool_calls = 0
+"""
+AGENT = """
+[{agent}]
+model = "missing-{agent}.gguf"
+n_ctx = 2048
+max_tokens = 160
+"""
+
+
+def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
+    agents = "".join(
+        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
+    )
+    return write_config(
+        tmp_path,
+        f"""
+[server]
+port = {port}
+[storage]
+data_dir = "data"
+[project]
+root = "{project}"
+[engine]
+models_dir = "models"
+{FAST}{agents}""",
+    )
+
+
+class Daemon:
+    """`breakingwind serve` as a process (or `argv`, another entry point that serves `config`)."""
+
+    def __init__(
+        self, config: Path, port: int, env: dict[str, str], argv: list[str] | None = None
+    ) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            argv or [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the daemon exited"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the daemon never became ready")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)

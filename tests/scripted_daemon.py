@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 
 from breakingwind.api.app import create_app
@@ -23,6 +26,8 @@ from breakingwind.api.server import server_config
 from breakingwind.config import load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Answer, Hang, ScriptedModel
+from tests.conftest import Daemon, parse_sse
+from tests.pipeline_fixtures import TASK
 
 
 def scripted_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) -> Engine:
@@ -33,6 +38,66 @@ def scripted_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]
         model.enqueue(*answers)
         engine.replace_model(agent, model)
     return engine
+
+
+# --- driving it from a test ------------------------------------------------------------------
+
+HANG = {"hang": True}
+KILL_CONFIG = """
+[server]
+port = {port}
+shutdown_grace_s = 5
+[storage]
+data_dir = "data"
+[project]
+root = "{project}"
+[engine]
+models_dir = "models"
+[tools.run_tests]
+coverage = false
+{extra}
+"""
+
+
+def start_scripted(
+    tmp_path: Path, port: int, env: dict[str, str], script: dict[str, Any]
+) -> Daemon:
+    config = tmp_path / "config.toml"
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(script))
+    argv = [sys.executable, "-m", "tests.scripted_daemon", str(config), str(path)]
+    # A kill during run_tests leaves its scratch copy behind: keep it in this test's folder.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return Daemon(config, port, {**env, "TMPDIR": str(tmp_path / "tmp")}, argv)
+
+
+def watch_until(daemon: Daemon, after: Callable[[dict[str, Any]], bool]) -> tuple[str, list]:
+    """Start the workflow and read its stream; SIGKILL the daemon once `after` is seen."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream(
+        "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=60
+    ) as response:
+        task_id = response.headers["x-task-id"]
+        block: list[str] = []
+        for line in response.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            if block and not block[0].startswith(":"):
+                seen += parse_sse("\n".join(block))
+            block = []
+            if seen and after(seen[-1]):
+                daemon.kill()
+                return task_id, seen
+    raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
+
+
+def started(stage: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage
+
+
+def event(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == kind
 
 
 def main(config: Path, script_path: Path) -> None:

@@ -329,7 +329,11 @@ def test_a_data_dir_inside_a_plain_project_is_never_copied(tmp_path: Path) -> No
     project = tmp_path / "plain"
     project.mkdir()
     (project / "calc.py").write_text(CALC)
-    settings = make_settings(project, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
+    settings = make_settings(
+        project,
+        "[pipeline]\nkeep_workspaces = true",  # the workspace is inspected after the task
+        environ={"BREAKINGWIND_PROJECT_ROOT": str(project)},
+    )
     assert settings.storage.data_dir.is_relative_to(project)
     engine = Engine(settings)
     models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from breakingwind.api.app import create_app
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, parse_sse
 from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
@@ -52,21 +51,6 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Scripted, Path]]:
     with LiveServer(create_app(settings, engine)) as server:
         yield server, scripted, project
     engine.close()
-
-
-def parse_sse(text: str) -> list[dict]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        if fields:
-            events.append(
-                {
-                    "id": int(fields["id"]),
-                    "event": fields["event"],
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return events
 
 
 def test_workflow_streams_numbered_events_to_completion(live: tuple) -> None:

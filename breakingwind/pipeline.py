@@ -410,7 +410,7 @@ class Pipeline:
         )
         report = FinalReport(
             summary=f"Failed: {reason}",
-            diff=self._best_diff(state, best),
+            diff=self._current_diff(state),
             test_results=state.test_results[best] if best is not None else None,
             open_issues=issues or [i for r in state.review_results[-1:] for i in r.issues_found],
         )
@@ -569,7 +569,8 @@ class Pipeline:
         history += [issue for review in state.review_results for issue in review.issues_found]
         return [h[:400] for h in history if h]
 
-    def _best_diff(self, state: TaskState, best: int | None) -> str:
+    def _current_diff(self, state: TaskState) -> str:
+        """The workspace's diff as it stands (empty when the task never made a workspace)."""
         live = self._workspaces.get(state.task_id)
         if live is None:
             return ""

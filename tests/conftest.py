@@ -13,9 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,12 +27,16 @@ from breakingwind.api.server import server_config
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFArray, GGUFHeader, GGUFTensor
-from breakingwind.engine.scripted import ScriptedModel
+from breakingwind.engine.scripted import Answer, ScriptedModel
 from breakingwind.media import MediaService
 from breakingwind.modelfiles.manifest import embedded_model_path
+from breakingwind.runtime import Runtime, open_runtime
+from breakingwind.tasks import TaskState, WorkflowOptions
 from tests.media_files import SPOKEN_TASK, speak
+from tests.pipeline_fixtures import TASK
 
 TEST_N_CTX = 2048
+T = TypeVar("T")
 
 
 def write_config(folder: Path, text: str) -> Path:
@@ -59,14 +65,68 @@ models_dir = "models"
     return load_settings(config, environ={**small_contexts, **(environ or {})})
 
 
-def scripted_engine(settings: Settings) -> tuple[Engine, dict[str, ScriptedModel]]:
-    """An engine (never started: nothing loads) whose every agent is a `ScriptedModel`, through
-    the production `Engine.replace_model`; enqueue answers on the returned models."""
-    engine = Engine(settings)
+def script_agents(engine: Engine) -> dict[str, ScriptedModel]:
+    """Serve every agent of `engine` from a `ScriptedModel`, through the production
+    `Engine.replace_model` (like llm's MockModel); enqueue answers on the returned models."""
     models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
     for agent, model in models.items():
         engine.replace_model(agent, model)
-    return engine, models
+    return models
+
+
+def scripted_engine(settings: Settings) -> tuple[Engine, dict[str, ScriptedModel]]:
+    """An engine that is never started (nothing loads) with every agent scripted."""
+    engine = Engine(settings)
+    return engine, script_agents(engine)
+
+
+@dataclass
+class Harness:
+    """Scripted agents on a real engine, run in a real runtime (store, pipeline, workspaces,
+    run_tests) over a fixture project, as `breakingwind run --local` runs them."""
+
+    settings: Settings
+    engine: Engine
+    project: Path
+    models: dict[str, ScriptedModel]
+
+    def script(self, agent: str, *answers: Answer) -> None:
+        self.models[agent].enqueue(*answers)
+
+    def in_runtime(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
+        """Run `work` in a runtime over the scripted engine."""
+
+        async def go() -> T:
+            async with open_runtime(self.settings, engine=self.engine) as runtime:
+                return await work(runtime)
+
+        return asyncio.run(go())
+
+    def run(
+        self,
+        options: WorkflowOptions | None = None,
+        cancel_after: float | None = None,
+        task: str = TASK,
+    ) -> tuple[TaskState, list[str]]:
+        """One workflow to its end (or cancelled after `cancel_after` s): its final state and
+        the types of its events."""
+
+        async def go(runtime: Runtime) -> tuple[TaskState, list[str]]:
+            state = runtime.pipeline.submit(task, self.project, options)
+            if cancel_after is not None:
+                await asyncio.sleep(cancel_after)
+                await runtime.pipeline.cancel(state.task_id)
+            final = await runtime.pipeline.wait(state.task_id)
+            return final, [e.type for e in runtime.store.events_after(state.task_id)]
+
+        return self.in_runtime(go)
+
+
+def make_harness(tmp: Path, project: Path, extra: str = "") -> Harness:
+    """A `Harness` over `project` with settings in `tmp` (close its engine when done)."""
+    settings = make_settings(tmp, extra, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
+    engine, models = scripted_engine(settings)
+    return Harness(settings, engine, project, models)
 
 
 def header_read_by_gguf_reader(path: Path) -> GGUFHeader:
@@ -97,12 +157,20 @@ def embedded_gguf() -> Path:
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """The embedded model, loaded once for the whole session and shared by all four agents."""
-    settings = make_settings(tmp_path_factory.mktemp("engine"))
+    with running_engine(make_settings(tmp_path_factory.mktemp("engine"))) as engine:
+        yield engine
+
+
+@contextmanager
+def running_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine of `settings` with every model loaded (or failed); closed on exit."""
     engine = Engine(settings)
     engine.start()
-    asyncio.run(engine.wait_ready())
-    yield engine
-    engine.close()
+    try:
+        asyncio.run(engine.wait_ready())
+        yield engine
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -25,18 +25,16 @@ from breakingwind.api.app import create_app
 from breakingwind.api.server import server_config
 from breakingwind.config import load_settings
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Answer, Hang, ScriptedModel
-from tests.conftest import Daemon, parse_sse
+from breakingwind.engine.scripted import Answer, Hang
+from tests.conftest import Daemon, parse_sse, scripted_engine
 from tests.pipeline_fixtures import TASK
 
 
-def scripted_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) -> Engine:
-    engine = Engine(load_settings(config))  # never started: nothing is loaded
-    for agent in engine.agents:
-        model = ScriptedModel(agent)
+def script_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) -> Engine:
+    engine, models = scripted_engine(load_settings(config))
+    for agent, model in models.items():
         answers: list[Answer] = [Hang() if isinstance(a, dict) else a for a in script[agent]]
         model.enqueue(*answers)
-        engine.replace_model(agent, model)
     return engine
 
 
@@ -102,7 +100,7 @@ def event(kind: str) -> Callable[[dict[str, Any]], bool]:
 
 def main(config: Path, script_path: Path) -> None:
     logging.basicConfig(level=logging.WARNING)
-    engine = scripted_engine(config, json.loads(script_path.read_text()))
+    engine = script_engine(config, json.loads(script_path.read_text()))
     settings = engine.settings
     uvicorn.Server(server_config(create_app(settings, engine), settings.server)).run()
 

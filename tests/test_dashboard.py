@@ -15,8 +15,8 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, script_agents
 from tests.pipeline_fixtures import CALC, FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,9 +86,7 @@ class Daemon:
     def __init__(self, server: LiveServer, engine: Engine, project: Path) -> None:
         self.server = server
         self.project = project
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
         self.models["preprocessor"].enqueue("Fix add() <img src=x id=injected> in calc.py.")

@@ -12,10 +12,9 @@ import openai
 import pytest
 
 from breakingwind.api.app import create_app
-from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings, parse_sse
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, parse_sse, script_agents
 from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
@@ -31,9 +30,7 @@ from tests.pipeline_fixtures import (
 
 class Scripted:
     def __init__(self, engine: Engine) -> None:
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def approve_first_time(self) -> None:
         self.models["preprocessor"].enqueue("Fix add() in calc.py.")

@@ -330,3 +330,30 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+
+def watch_until(
+    daemon: Daemon, after: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> tuple[str, list]:
+    """Start the workflow and read its stream; SIGKILL the daemon once `after` is seen."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream(
+        "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=timeout
+    ) as response:
+        task_id = response.headers["x-task-id"]
+        block: list[str] = []
+        for line in response.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            if block and not block[0].startswith(":"):
+                seen += parse_sse("\n".join(block))
+            block = []
+            if seen and after(seen[-1]):
+                daemon.kill()
+                return task_id, seen
+    raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
+
+
+def started(stage: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
 from breakingwind.api.app import create_app
@@ -26,8 +25,7 @@ from breakingwind.api.server import server_config
 from breakingwind.config import load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Answer, Hang
-from tests.conftest import Daemon, parse_sse, scripted_engine
-from tests.pipeline_fixtures import TASK
+from tests.conftest import Daemon, scripted_engine
 
 
 def script_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) -> Engine:
@@ -67,31 +65,6 @@ def start_scripted(
     # A kill during run_tests leaves its scratch copy behind: keep it in this test's folder.
     (tmp_path / "tmp").mkdir(exist_ok=True)
     return Daemon(config, port, {**env, "TMPDIR": str(tmp_path / "tmp")}, argv)
-
-
-def watch_until(daemon: Daemon, after: Callable[[dict[str, Any]], bool]) -> tuple[str, list]:
-    """Start the workflow and read its stream; SIGKILL the daemon once `after` is seen."""
-    seen: list[dict[str, Any]] = []
-    with httpx.stream(
-        "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=60
-    ) as response:
-        task_id = response.headers["x-task-id"]
-        block: list[str] = []
-        for line in response.iter_lines():
-            if line:
-                block.append(line)
-                continue
-            if block and not block[0].startswith(":"):
-                seen += parse_sse("\n".join(block))
-            block = []
-            if seen and after(seen[-1]):
-                daemon.kill()
-                return task_id, seen
-    raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
-
-
-def started(stage: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage
 
 
 def event(kind: str) -> Callable[[dict[str, Any]], bool]:

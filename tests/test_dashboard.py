@@ -17,7 +17,14 @@ from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Hang
 from tests.conftest import LiveServer, make_settings, script_agents
-from tests.pipeline_fixtures import CALC, FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
+from tests.pipeline_fixtures import (
+    CALC,
+    NO_TOOLS,
+    TASK,
+    make_project,
+    plan,
+    script_approved_fix,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -89,10 +96,7 @@ class Daemon:
         self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() <img src=x id=injected> in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models, "Fix add() <img src=x id=injected> in calc.py.")
 
 
 def _daemon(tmp_path: Path, extra: str = "") -> Iterator[Daemon]:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import parse_sse, write_config
+from tests.conftest import parse_sse, started, watch_until, write_config
 from tests.pipeline_fixtures import (
     CALC,
     COMMENT_DIFF,
@@ -32,7 +32,7 @@ from tests.pipeline_fixtures import (
     plan,
     review,
 )
-from tests.scripted_daemon import HANG, KILL_CONFIG, event, start_scripted, started, watch_until
+from tests.scripted_daemon import HANG, KILL_CONFIG, event, start_scripted
 
 # The uninterrupted run: a first diff that applies but fixes nothing (rejected), then the fix.
 WHOLE_RUN = {

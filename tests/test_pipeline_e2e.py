@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Daemon, daemon_config, parse_sse
+from tests.conftest import Daemon, daemon_config, parse_sse, started, watch_until
 from tests.pipeline_fixtures import CALC, TASK, make_project
 
 
@@ -48,25 +48,8 @@ def test_killed_daemon_resumes_the_task_with_its_history_intact(
     project = make_project(tmp_path / "project")
     config = daemon_config(tmp_path, project, free_port)
     daemon = Daemon(config, free_port, clean_env)
-    seen: list[dict] = []
     try:
-        with httpx.stream(
-            "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=600
-        ) as response:
-            task_id = response.headers["x-task-id"]
-            block: list[str] = []
-            for line in response.iter_lines():
-                if line:
-                    block.append(line)
-                    continue
-                if block and not block[0].startswith(":"):
-                    seen += parse_sse("\n".join(block))
-                block = []
-                if any(
-                    e["event"] == "stage_started" and e["data"]["stage"] == "plan" for e in seen
-                ):
-                    daemon.kill()  # mid-task, no warning
-                    break
+        task_id, seen = watch_until(daemon, started("plan"), timeout=600)  # killed mid-task
     finally:
         daemon.stop()
     database = tmp_path / "data" / "breakingwind.sqlite3"

@@ -25,6 +25,7 @@ from tests.pipeline_fixtures import (
     make_project,
     plan,
     review,
+    script_approved_fix,
 )
 
 
@@ -33,10 +34,7 @@ class Scripted:
         self.models = script_agents(engine)
 
     def approve_first_time(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models)
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import TaskState
-from tests.conftest import make_settings, scripted_engine, write_config
+from tests.conftest import make_settings, scripted_engine, started, watch_until, write_config
 from tests.pipeline_fixtures import FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
-from tests.scripted_daemon import HANG, KILL_CONFIG, start_scripted, started, watch_until
+from tests.scripted_daemon import HANG, KILL_CONFIG, start_scripted
 
 TASKS = 3
 APPROVED = {

@@ -31,7 +31,7 @@ done
 
 command -v "$PYTHON" >/dev/null 2>&1 \
     || die "no '$PYTHON' on PATH: install Python 3.11 or newer, then run PYTHON=python3.11 make install"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+PY_TAG=$("$PYTHON" -S -c 'import sys; assert sys.version_info >= (3, 11); print("cp%d%d" % sys.version_info[:2])' 2>/dev/null) \
     || die "BreakingWind needs Python 3.11 or newer, '$PYTHON' is $("$PYTHON" --version 2>&1 | head -n1): install one, then run PYTHON=python3.11 make install"
 
 # An explicit ask (BREAKINGWIND_BACKEND, --backend or CMAKE_ARGS) is remembered; without one the
@@ -48,7 +48,7 @@ set +f
 
 choose() {  # $1 backend, $2 cmake args: sets CHOSEN_BACKEND, _CMAKE_ARGS, _WHEEL_KEY, _REASON
     local choice
-    choice=$("$PYTHON" breakingwind/backend_choice.py --format shell --backend "$1" --cmake-args "$2") \
+    choice=$("$PYTHON" -S breakingwind/backend_choice.py --format shell --backend "$1" --cmake-args "$2") \
         || exit 1
     eval "$choice"
 }
@@ -56,7 +56,6 @@ choose "${BREAKINGWIND_BACKEND:-auto}" "${CMAKE_ARGS:-}"
 
 LLAMA_PIN=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
 LLAMA_VERSION=${LLAMA_PIN#*==}
-PY_TAG=$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 CACHE_ROOT=${BREAKINGWIND_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/breakingwind/wheels}
 
 cached_wheel() {  # the cached wheel for the current choice and this Python, if any

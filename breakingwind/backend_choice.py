@@ -30,13 +30,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-BACKENDS = ("cpu", "cuda", "metal")
 AUTO = "auto"
 LIBCUDA_ENV = "BREAKINGWIND_LIBCUDA"  # the driver library to probe; empty skips the probe
-CMAKE_FLAGS = {
-    "cpu": "-DGGML_CUDA=OFF -DGGML_METAL=OFF",
-    "metal": "-DGGML_METAL=ON",
-}
 # CUDA driver API attribute numbers (cuda.h: CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR)
 _CC_MAJOR, _CC_MINOR = 75, 76
 
@@ -132,62 +127,79 @@ def cuda_architectures(caps: tuple[str, ...]) -> str:
     return ";".join(sorted({cap.replace(".", "") for cap in caps}, key=int))
 
 
-def _cuda(machine: Machine, forced: bool) -> tuple[str, str, str]:
-    if machine.nvcc is None:
-        if forced:
-            raise BadRequest(
-                "BREAKINGWIND_BACKEND=cuda needs the CUDA toolkit, but nvcc is not on PATH: "
-                "install it (or add its bin folder, e.g. /usr/local/cuda/bin, to PATH)"
-            )
-        return _cpu(
-            machine,
-            "an NVIDIA GPU but no nvcc: building for CPU; install the CUDA "
-            "toolkit, then make install BREAKINGWIND_BACKEND=cuda",
-        )
-    if machine.compute_caps:
-        archs = cuda_architectures(machine.compute_caps)
-        flags = f"-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES={archs}"
-        why = f"{machine.gpu_note}, compute capability {', '.join(machine.compute_caps)}"
-        return flags, f"sm{archs.replace(';', '-')}", f"CUDA ({why}; nvcc {machine.nvcc})"
-    # Forced without a GPU to read: llama.cpp's own portable list of architectures.
-    return (
-        "-DGGML_CUDA=ON -DGGML_NATIVE=OFF",
-        "portable",
-        f"CUDA as forced, for llama.cpp's portable architecture list ({machine.gpu_note})",
+@dataclass(frozen=True)
+class _Build:
+    backend: str
+    flags: str
+    variant: str  # the wheel-cache key's part between backend and machine: "sm90", "portable"
+    why: str
+
+
+def _cpu(why: str) -> _Build:
+    return _Build("cpu", "-DGGML_CUDA=OFF -DGGML_METAL=OFF", "", why)
+
+
+def _metal(why: str) -> _Build:
+    return _Build("metal", "-DGGML_METAL=ON", "", why)
+
+
+def _cuda(machine: Machine) -> _Build:
+    """For the GPUs that answered; without one (forced), llama.cpp's portable architecture list."""
+    if not machine.compute_caps:
+        why = f"CUDA as forced, for llama.cpp's portable architecture list ({machine.gpu_note})"
+        return _Build("cuda", "-DGGML_CUDA=ON -DGGML_NATIVE=OFF", "portable", why)
+    archs = cuda_architectures(machine.compute_caps)
+    seen = f"{machine.gpu_note}, compute capability {', '.join(machine.compute_caps)}"
+    return _Build(
+        "cuda",
+        f"-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES={archs}",
+        f"sm{archs.replace(';', '-')}",
+        f"CUDA ({seen}; nvcc {machine.nvcc})",
     )
 
 
-def _cpu(machine: Machine, why: str) -> tuple[str, str, str]:
-    return CMAKE_FLAGS["cpu"], "", why
-
-
-def _auto(machine: Machine) -> tuple[str, tuple[str, str, str]]:
+def _auto(machine: Machine) -> _Build:
     if machine.apple_silicon:
-        return "metal", (CMAKE_FLAGS["metal"], "", "Metal (macOS on Apple Silicon)")
+        return _metal("Metal (macOS on Apple Silicon)")
+    if machine.compute_caps and machine.nvcc:
+        return _cuda(machine)
     if machine.compute_caps:
-        choice = _cuda(machine, forced=False)
-        return ("cuda" if "GGML_CUDA=ON" in choice[0] else "cpu"), choice
+        return _cpu(
+            f"an NVIDIA GPU but no nvcc ({machine.gpu_note}): building for CPU; install the "
+            "CUDA toolkit, then make install BREAKINGWIND_BACKEND=cuda"
+        )
     if machine.nvcc:
-        why = (
+        return _cpu(
             f"nvcc found but no NVIDIA GPU ({machine.gpu_note}): building for CPU; "
             "set BREAKINGWIND_BACKEND=cuda to force"
         )
-    else:
-        why = "CPU (no NVIDIA GPU with a CUDA toolkit, not Apple Silicon)"
-    return "cpu", _cpu(machine, why)
+    return _cpu("CPU (no NVIDIA GPU with a CUDA toolkit, not Apple Silicon)")
 
 
-def _forced(backend: str, machine: Machine) -> tuple[str, str, str]:
-    if backend == "cuda":
-        return _cuda(machine, forced=True)
-    if backend == "metal":
-        if machine.system != "Darwin":
-            raise BadRequest(
-                f"BREAKINGWIND_BACKEND=metal needs macOS; this is {machine.system}: "
-                "use cpu, cuda or auto"
-            )
-        return CMAKE_FLAGS["metal"], "", "Metal, as forced by BREAKINGWIND_BACKEND"
-    return CMAKE_FLAGS["cpu"], "", "CPU, as forced by BREAKINGWIND_BACKEND"
+def _forced_cuda(machine: Machine) -> _Build:
+    if machine.nvcc is None:
+        raise BadRequest(
+            "BREAKINGWIND_BACKEND=cuda needs the CUDA toolkit, but nvcc is not on PATH: "
+            "install it (or add its bin folder, e.g. /usr/local/cuda/bin, to PATH)"
+        )
+    return _cuda(machine)
+
+
+def _forced_metal(machine: Machine) -> _Build:
+    if machine.system != "Darwin":
+        raise BadRequest(
+            f"BREAKINGWIND_BACKEND=metal needs macOS; this is {machine.system}: "
+            "use cpu, cuda or auto"
+        )
+    return _metal("Metal, as forced by BREAKINGWIND_BACKEND")
+
+
+PICKS: dict[str, Callable[[Machine], _Build]] = {
+    AUTO: _auto,
+    "cpu": lambda machine: _cpu("CPU, as forced by BREAKINGWIND_BACKEND"),
+    "cuda": _forced_cuda,
+    "metal": _forced_metal,
+}
 
 
 def _backend_in(cmake_args: str) -> str:
@@ -198,29 +210,28 @@ def _backend_in(cmake_args: str) -> str:
     return "cpu"
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def choose(machine: Machine, requested: str = AUTO, cmake_args: str = "") -> Choice:
     """The backend to build for `machine`; raises `BadRequest` for an unknown or impossible ask."""
     requested = requested.strip().lower() or AUTO
-    if requested not in (*BACKENDS, AUTO):
+    if requested not in PICKS:
         raise BadRequest(
-            f"BREAKINGWIND_BACKEND={requested!r} is not a backend: use one of "
-            f"{', '.join((*BACKENDS, AUTO))}"
+            f"BREAKINGWIND_BACKEND={requested!r} is not a backend: use one of {', '.join(PICKS)}"
         )
     cmake_args = " ".join(cmake_args.split())
     if cmake_args and requested == AUTO:
         backend = _backend_in(cmake_args)
-        digest = hashlib.sha256(cmake_args.encode()).hexdigest()[:10]
-        key = f"{backend}-cmake{digest}-{machine.arch}"
+        key = f"{backend}-cmake{_digest(cmake_args)}-{machine.arch}"
         return Choice(backend, cmake_args, key, f"CMAKE_ARGS as given: {cmake_args}", "cmake_args")
-    if requested == AUTO:
-        backend, (flags, variant, why) = _auto(machine)
-    else:
-        backend, (flags, variant, why) = requested, _forced(requested, machine)
-    if cmake_args:  # a forced backend plus extra flags of the user's own
-        flags = f"{flags} {cmake_args}"
-        variant += hashlib.sha256(cmake_args.encode()).hexdigest()[:10]
-    key = "-".join(part for part in (backend, variant, machine.arch) if part)
-    return Choice(backend, flags, key, why, requested)
+    build = PICKS[requested](machine)
+    flags, variant = build.flags, build.variant
+    if cmake_args:  # a forced backend plus flags of the user's own
+        flags, variant = f"{flags} {cmake_args}", f"{variant}cmake{_digest(cmake_args)}"
+    key = "-".join(part for part in (build.backend, variant, machine.arch) if part)
+    return Choice(build.backend, flags, key, build.why, requested)
 
 
 FORMATS: dict[str, Callable[[Choice], str]] = {

@@ -11,11 +11,9 @@ from pathlib import Path
 import httpx2
 
 from breakingwind.config import Settings
-from breakingwind.engine import Engine
 from breakingwind.errors import BreakingWindError
-from breakingwind.pipeline import Pipeline
 from breakingwind.progress import final_message, progress_line
-from breakingwind.store import TaskStore
+from breakingwind.runtime import open_runtime
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
 Echo = Callable[[str], None]
@@ -69,20 +67,12 @@ async def run_in_process(
     echo: Echo,
     show_tokens: bool,
 ) -> TaskState:
-    engine = Engine(settings)
-    engine.start()
-    store = TaskStore(settings.storage.database_path)
-    pipeline = Pipeline(settings, engine, store)
-    try:
-        state = pipeline.submit(task, project, options)
-        async for event in store.follow(state.task_id):
+    async with open_runtime(settings) as runtime:
+        state = runtime.pipeline.submit(task, project, options)
+        async for event in runtime.store.follow(state.task_id):
             if show_tokens or event.type != "token":
                 echo(progress_line(event))
-        return await pipeline.wait(state.task_id)
-    finally:
-        await pipeline.shutdown()
-        store.close()
-        await asyncio.to_thread(engine.close)
+        return await runtime.pipeline.wait(state.task_id)
 
 
 def run_workflow(

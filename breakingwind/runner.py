@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from breakingwind.config import Settings
 from breakingwind.errors import BreakingWindError
@@ -23,8 +23,8 @@ def daemon_url(settings: Settings) -> str | None:
     """The running daemon's base URL, if one answers /health on the configured address."""
     url = f"http://{settings.server.host}:{settings.server.port}"
     try:
-        httpx.get(f"{url}/health", timeout=1.0)
-    except httpx.HTTPError:
+        httpx2.get(f"{url}/health", timeout=1.0)
+    except httpx2.HTTPError:
         return None
     return url
 
@@ -43,7 +43,7 @@ def run_via_daemon(
     )
     body = {"input": task, "project": str(project), "options": options.model_dump()}
     task_id = ""
-    with httpx.stream(
+    with httpx2.stream(
         "POST", f"{url}/api/workflow", json=body, headers=headers, timeout=None
     ) as response:
         if response.status_code != 200:
@@ -56,7 +56,7 @@ def run_via_daemon(
                 event = Event(task_id=task_id, seq=0, type=data["type"], data=data)
                 if show_tokens or event.type != "token":
                     echo(progress_line(event))
-    return httpx.get(f"{url}/api/task/{task_id}", headers=headers, timeout=30).json()
+    return httpx2.get(f"{url}/api/task/{task_id}", headers=headers, timeout=30).json()
 
 
 async def run_in_process(

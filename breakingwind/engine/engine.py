@@ -67,6 +67,16 @@ class Engine:
 
     `start()` begins loading every model in the background (each on its own thread) and returns at
     once; requests wait until their model is ready. `close()` stops the workers.
+
+    Three ways to generate, one `GenerationRequest` (types.py) for all:
+    - `reply(agent, request)` for protocol edges (chat completions, Responses, Messages): a
+      `Reply` whose `chunks()` carry content and parsed tool calls; `reply.result` at the end has
+      usage, finish_reason ("tool_calls" when the model called one) and the calls. Ask for JSON
+      with `request.json_output` (output.py): the engine builds the grammar and checks the output
+      at the end of the stream (`StructuredOutputError`). An edge only translates the chunks.
+    - `complete(agent, request)` for a whole answer (agents, non-streamed responses): the same
+      parsing, and JSON output that fails its check is sent back to the model once.
+    - `stream(agent, request)` for the raw text deltas (benchmarks).
     """
 
     def __init__(self, settings: Settings, manifest: Manifest | None = None) -> None:

@@ -224,7 +224,7 @@ class LiveProgress:
             lines.append(f"  diff: {diff_file} (apply it with `git apply {diff_file}`)")
         elif report is None or not report.diff.strip():
             lines.append("  diff: none")
-        if state.workspace:
+        if state.workspace and Path(state.workspace).is_dir():  # kept (pipeline.keep_workspaces)
             lines.append(f"  workspace: {state.workspace}")
         return "\n".join(lines)
 

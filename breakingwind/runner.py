@@ -17,16 +17,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
+import httpx2
 from rich.console import Console
 
 from breakingwind.config import Settings
 from breakingwind.daemon_client import DaemonClient
-from breakingwind.engine import Engine
 from breakingwind.errors import BreakingWindError
-from breakingwind.pipeline import Pipeline
 from breakingwind.progress import LiveProgress, final_message
-from breakingwind.store import TaskStore
+from breakingwind.runtime import open_runtime
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
 CANCEL_WINDOW_S = 3.0
@@ -36,8 +34,8 @@ def daemon_url(settings: Settings) -> str | None:
     """The running daemon's base URL, if one answers /health on the configured address."""
     url = settings.server.url
     try:
-        httpx.get(f"{url}/health", timeout=1.0)
-    except httpx.HTTPError:
+        httpx2.get(f"{url}/health", timeout=1.0)
+    except httpx2.HTTPError:
         return None
     return url
 
@@ -52,7 +50,7 @@ def daemon_events(
 ) -> Iterator[Event]:
     """Start a workflow on the daemon and yield its events as they arrive."""
     body = {"input": task, "project": str(project), "options": options.model_dump()}
-    with httpx.stream(
+    with httpx2.stream(
         "POST", f"{url}/api/workflow", json=body, headers=auth_headers(settings), timeout=None
     ) as response:
         if response.status_code != 200:
@@ -84,7 +82,7 @@ def run_via_daemon(
         raise
     progress.stop()
     assert progress.task_id is not None
-    answer = httpx.get(
+    answer = httpx2.get(
         f"{url}/api/task/{progress.task_id}", headers=auth_headers(settings), timeout=30
     )
     return TaskState.model_validate(answer.json())
@@ -137,26 +135,22 @@ async def run_in_process(
     progress: LiveProgress,
 ) -> TaskState:
     settings = settings.in_process("local")  # never the daemon's store
-    engine = Engine(settings)
-    engine.start()
-    store = TaskStore(settings.storage.database_path)
-    pipeline = Pipeline(settings, engine, store)
     try:
-        state = pipeline.submit(task, project, options)
-        try:
-            async for event in store.follow(state.task_id):
-                progress.show(event)
-        except asyncio.CancelledError:  # Ctrl-C: the task cannot outlive this process
-            progress.stop()
-            progress.console.print(f"\nCancelling task {state.task_id} (it runs in this process).")
-            await pipeline.cancel(state.task_id)
-            raise
-        return await pipeline.wait(state.task_id)
+        async with open_runtime(settings) as runtime:
+            state = runtime.pipeline.submit(task, project, options)
+            try:
+                async for event in runtime.store.follow(state.task_id):
+                    progress.show(event)
+            except asyncio.CancelledError:  # Ctrl-C: the task cannot outlive this process
+                progress.stop()
+                progress.console.print(
+                    f"\nCancelling task {state.task_id} (it runs in this process)."
+                )
+                await runtime.pipeline.cancel(state.task_id)
+                raise
+            return await runtime.pipeline.wait(state.task_id)
     finally:
         progress.stop()
-        await pipeline.shutdown()
-        store.close()
-        await asyncio.to_thread(engine.close)
 
 
 def run_workflow(

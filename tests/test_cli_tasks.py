@@ -23,10 +23,27 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _free_port
-from tests.pipeline_fixtures import CALC, NO_TOOLS, TASK, make_project, plan
-from tests.test_kill_points import CONFIG, HANG, WHOLE_RUN, start
-from tests.test_pipeline_e2e import Daemon, daemon_config
+from tests.conftest import Daemon, _free_port, daemon_config
+from tests.pipeline_fixtures import (
+    CALC,
+    COMMENT_DIFF,
+    FIX_DIFF,
+    NO_TOOLS,
+    TASK,
+    code,
+    make_project,
+    plan,
+    review,
+)
+from tests.scripted_daemon import HANG, KILL_CONFIG, start_scripted
+
+# A first diff that applies but fixes nothing (rejected), then the fix, approved.
+TWO_CYCLES = {
+    "preprocessor": [TASK],
+    "planner": [NO_TOOLS, plan()],
+    "coder": [NO_TOOLS, code(COMMENT_DIFF), NO_TOOLS, code(FIX_DIFF)],
+    "reviewer": [review("changes_requested", "add() still subtracts"), review("approved")],
+}
 
 TASK_ID = re.compile(r"Task ([0-9a-f]{16}) started")
 
@@ -48,8 +65,8 @@ def _daemon(
     tmp_path: Path, port: int, env: dict[str, str], script: dict[str, Any]
 ) -> Iterator[tuple[Daemon, Path]]:
     project = make_project(tmp_path / "project")
-    (tmp_path / "config.toml").write_text(CONFIG.format(port=port, project=project))
-    daemon = start(tmp_path, port, env, script)
+    (tmp_path / "config.toml").write_text(KILL_CONFIG.format(port=port, project=project, extra=""))
+    daemon = start_scripted(tmp_path, port, env, script)
     try:
         yield daemon, tmp_path / "config.toml"
     finally:
@@ -93,7 +110,7 @@ def finish(proc: subprocess.Popen[str], seen: list[str]) -> tuple[int, str, str]
 def test_run_shows_stages_each_diff_and_a_closing_summary(
     tmp_path: Path, free_port: int, clean_env: dict[str, str]
 ) -> None:
-    for daemon, config in _daemon(tmp_path, free_port, clean_env, WHOLE_RUN):
+    for daemon, config in _daemon(tmp_path, free_port, clean_env, TWO_CYCLES):
         url = daemon.url
         proc = cli(config, clean_env, "run", TASK)
     out = proc.stdout

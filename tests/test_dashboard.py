@@ -15,9 +15,16 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
-from tests.pipeline_fixtures import CALC, FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, script_agents
+from tests.pipeline_fixtures import (
+    CALC,
+    NO_TOOLS,
+    TASK,
+    make_project,
+    plan,
+    script_approved_fix,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -86,15 +93,10 @@ class Daemon:
     def __init__(self, server: LiveServer, engine: Engine, project: Path) -> None:
         self.server = server
         self.project = project
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() <img src=x id=injected> in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models, "Fix add() <img src=x id=injected> in calc.py.")
 
 
 def _daemon(tmp_path: Path, extra: str = "") -> Iterator[Daemon]:

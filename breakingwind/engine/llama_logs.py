@@ -18,12 +18,24 @@ import llama_cpp._internals
 import llama_cpp.llama
 
 log = logging.getLogger("llama.cpp")
-# enum ggml_log_level in the vendored ggml.h: 1 debug, 2 info, 3 warn, 4 error, 5 continues the
-# previous message (llama_cpp/_logger.py's comment has an older order: trusting it made every
-# load's info lines show as warnings in `run` and in the daemon's log).
-_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_CONTINUE = 5
-_last_level = [logging.DEBUG]
+# ggml.h's `enum ggml_log_level` (llama-cpp-python's `_logger.py` copies an older numbering):
+# llama.cpp's information lines (163 per model load) are our DEBUG; CONT continues the last line.
+GGML_LEVELS = {
+    0: logging.DEBUG,  # NONE
+    1: logging.DEBUG,  # DEBUG
+    2: logging.DEBUG,  # INFO
+    3: logging.WARNING,  # WARN
+    4: logging.ERROR,  # ERROR
+}
+GGML_CONT = 5
+_last_level = [logging.DEBUG]  # the level a CONT line inherits; llama.cpp's logger is global too
+
+
+def python_level(ggml_level: int) -> int:
+    """The logging level for a line llama.cpp logged at `ggml_level`."""
+    if ggml_level != GGML_CONT:
+        _last_level[0] = GGML_LEVELS.get(ggml_level, logging.DEBUG)
+    return _last_level[0]
 
 
 class _NoRedirect:
@@ -42,10 +54,9 @@ class _NoRedirect:
 @llama_cpp.llama_log_callback
 def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
-    if level != _CONTINUE:
-        _last_level[0] = _LEVELS.get(level, logging.DEBUG)
-    if message:
-        log.log(_last_level[0], "%s", message)
+    python = python_level(level)
+    if message and log.isEnabledFor(python):
+        log.log(python, "%s", message)
 
 
 def install() -> None:

@@ -47,6 +47,17 @@ def _fail(exc: BreakingWindError) -> NoReturn:
     sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
 
 
+def _project(settings: Settings, project: Path | None) -> Path:
+    """The project folder a command works on, checked by the one project rule (exit 2)."""
+    from breakingwind.projects import allowed_project
+
+    try:
+        return allowed_project(project, settings)
+    except BreakingWindError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
 def _local_agents(settings: Settings, choice: str) -> list[str]:
     """The agents `choice` names that load a local file; a remote agent has none to handle."""
     agents = settings.agents()
@@ -94,6 +105,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     warning = exposure_warning(host or settings.server.host, settings.server.api_key)
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
+    _project(settings, None)  # a refused project.root stops here, in one line
     server = uvicorn.Server(
         server_config(create_app(settings), settings.server, host=host, port=port)
     )
@@ -534,7 +546,7 @@ def run(
         state = run_workflow(
             settings,
             task,
-            (project or settings.project.root).resolve(),
+            _project(settings, project),
             options,
             lambda text: click.echo(text, nl=False),
             local,
@@ -627,7 +639,7 @@ def speckit_specify(ctx: click.Context, description: str, project: Path | None) 
     from breakingwind.speckit import specify
 
     settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
+    root = _project(settings, project)
     try:
         folder = _with_engine(settings, lambda e: specify(e, settings, root, description))
     except BreakingWindError as exc:
@@ -644,7 +656,7 @@ def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) 
     from breakingwind.speckit import find_feature, plan_feature
 
     settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
+    root = _project(settings, project)
     try:
         name = find_feature(root, feature).name  # before the models load
         folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, name))
@@ -681,7 +693,7 @@ def speckit_implement(
 
     settings = _settings(ctx)
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    root = (project or settings.project.root).resolve()
+    root = _project(settings, project)
     options = WorkflowOptions(apply=True, max_review_cycles=cycles)
 
     def echo(text: str) -> None:

@@ -65,12 +65,15 @@ class _Section(BaseModel):
     @classmethod
     def _resolve_relative_paths(cls, value: Any, info: ValidationInfo) -> Any:
         """Anchor relative paths at the config file's folder (passed in the validation context)."""
-        if isinstance(value, Path):
-            value = value.expanduser()
-            base = (info.context or {}).get("base_dir")
-            if base is not None and not value.is_absolute():
-                value = Path(base) / value
-        return value
+        base = (info.context or {}).get("base_dir")
+        if isinstance(value, list):
+            return [_anchored(item, base) if isinstance(item, Path) else item for item in value]
+        return _anchored(value, base) if isinstance(value, Path) else value
+
+
+def _anchored(value: Path, base: str | Path | None) -> Path:
+    value = value.expanduser()
+    return Path(base) / value if base is not None and not value.is_absolute() else value
 
 
 class ServerSettings(_Section):
@@ -147,6 +150,12 @@ class StorageSettings(_Section):
 class ProjectSettings(_Section):
     root: Path = Field(
         Path("."), description="The project the tools may touch (BREAKINGWIND_PROJECT_ROOT)."
+    )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Other folders whose subfolders a task may name as its project (and apply"
+        " its diff to). A system folder, the home folder itself and the data dir are refused"
+        " whatever this says.",
     )
 
 

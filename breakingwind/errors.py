@@ -12,6 +12,8 @@
      │    ├── UnsupportedMediaType 415: a JSON route called with another content type
      │    ├── MisdirectedRequest   421: foreign Host header (DNS rebinding)
      │    ├── HeadersTooLarge      431: more than server.max_headers, or over max_header_bytes
+     │    ├── ProjectRefused       403: a project folder outside project.root/allowed_roots, a
+     │    │                        system folder, the home folder or the data dir
      │    └── NotImplementedYet    501: a route or model that exists but is not built yet
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
@@ -134,6 +136,13 @@ class MisdirectedRequest(RequestError):
 class HeadersTooLarge(RequestError):
     status_code = 431
     code = "headers_too_large"
+
+
+class ProjectRefused(RequestError):
+    """A folder that may not be a project (see `breakingwind.projects`)."""
+
+    status_code = 403
+    code = "project_refused"
 
 
 class NotImplementedYet(RequestError):

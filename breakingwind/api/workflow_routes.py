@@ -23,6 +23,7 @@ from breakingwind.api.openai_schemas import ContentPart
 from breakingwind.api.sse import PING, SSE_HEADERS, parse_json_body
 from breakingwind.errors import InvalidRequest, MediaError
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowed_project
 from breakingwind.store import SubscriberDropped, TaskStore
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
@@ -99,22 +100,21 @@ def _streaming(request: Request, task_id: str, after: int) -> StreamingResponse:
 async def start_workflow(request: Request) -> Response:
     body = await parse_json_body(request, WorkflowRequest)
     pipeline: Pipeline = request.app.state.pipeline
-    project = Path(body.project).expanduser() if body.project else None
+    project = allowed_project(body.project, request.app.state.settings)  # before media paths
     text = await _task_text(request, body, project)
     state = pipeline.submit(text, project, body.options)
     return _streaming(request, state.task_id, 0)
 
 
-async def _task_text(request: Request, body: WorkflowRequest, project: Path | None) -> str:
+async def _task_text(request: Request, body: WorkflowRequest, project: Path) -> str:
     """The task as text: media parts transcribed / OCR'd now, so the task survives restarts."""
     if isinstance(body.input, str):
         return body.input
     if all(part.type == "text" for part in body.input):
         return "".join(part.text for part in body.input)  # type: ignore[union-attr]
-    root = project or request.app.state.settings.project.root
     parts = [part.model_dump(by_alias=True, exclude_none=True) for part in body.input]
     try:
-        material = await request.app.state.media.parts_to_text(parts, root)
+        material = await request.app.state.media.parts_to_text(parts, project)
     except MediaError as exc:
         exc.param = f"input.{exc.param}" if exc.param else "input"
         raise

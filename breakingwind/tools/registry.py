@@ -194,8 +194,10 @@ class ToolRegistry:
         return resolve(value, argument=argument, kind=marker.kind, must_exist=marker.must_exist)
 
 
-def build_registry(settings: Settings) -> ToolRegistry:
-    """The six tools around `settings.project.root`; caches live under the data dir."""
+def build_registry(settings: Settings, *, check_project: bool = True) -> ToolRegistry:
+    """The six tools around `settings.project.root`; caches live under the data dir. The root
+    must pass `allowed_project` unless `check_project` is off (a task's own workspace)."""
+    from breakingwind.projects import allowed_project
     from breakingwind.tools.analyze_codebase import analyze_codebase
     from breakingwind.tools.find_references import find_references
     from breakingwind.tools.git_diff import git_diff
@@ -204,7 +206,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     from breakingwind.tools.search_docs import search_docs
 
     context = ToolContext(
-        sandbox=Sandbox.create(settings.project.root, settings.tools),
+        sandbox=Sandbox.create(
+            allowed_project(None, settings) if check_project else settings.project.root,
+            settings.tools,
+        ),
         settings=settings.tools,
         cache_dir=settings.storage.data_dir / "tools",
     )

@@ -95,7 +95,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from breakingwind.api.app import create_app
-    from breakingwind.api.server import exposure_warning, server_config
+    from breakingwind.api.server import exposure_warning, listening_socket, server_config
+    from breakingwind.errors import StoreError
+    from breakingwind.store import TaskStore
 
     settings = _settings(ctx)
     logging.basicConfig(
@@ -106,11 +108,30 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
     _project(settings, None)  # a refused project.root stops here, in one line
-    server = uvicorn.Server(
-        server_config(create_app(settings), settings.server, host=host, port=port)
-    )
-    server.run()
-    if not server.started:  # the port was taken or the start-up failed; as uvicorn.run exits
+    host, port = host or settings.server.host, port or settings.server.port
+    try:
+        # In this order: the data folder's lock (a second daemon on it stops here, before it
+        # reads a task), the database's check, then the port, all before any task resumes.
+        store = TaskStore(settings.storage.database_path)
+    except StoreError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        store.close()
+        click.echo(
+            f"breakingwind: cannot listen on {host}:{port}: {exc.strerror}",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+    app = create_app(settings, store=store)
+    server = uvicorn.Server(server_config(app, settings.server, host=host, port=port))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        store.close()
+    if not server.started:  # the start-up failed; as uvicorn.run exits
         sys.exit(3)
 
 

@@ -622,6 +622,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([("config", f"config file {path} does not exist")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("config", f"not valid TOML: {exc}")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                (
+                    "config",
+                    f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+                    f" {exc.start}); save it as UTF-8",
+                )
+            ],
+            str(path),
+        ) from None
+    except OSError as exc:
+        raise ConfigError([("config", f"cannot be read: {exc.strerror}")], str(path)) from None
 
 
 def _environment_overrides(

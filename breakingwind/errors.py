@@ -51,6 +51,9 @@
      │    ├── WorkspaceError       the task's isolated workspace could not be made or used
      │    └── StageTimeout         a stage ran past its time limit
      ├── StoreError                the task store could not write (disk full, read-only) — 503
+     │    ├── StoreInUse           another process holds the data folder's lock (exit 2 at start)
+     │    ├── StoreUnreadable      the database is not SQLite, truncated or damaged (exit 2)
+     │    └── TaskUnreadable       one task's stored row cannot be read — 500; others are served
      ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
      └── ToolError                 a tool call could not be served
           ├── UnknownTool          no tool is registered under that name
@@ -375,3 +378,15 @@ class StageTimeout(PipelineError):
 
 class StoreError(BreakingWindError):
     """The task store could not write (disk full, read-only data dir); nothing was announced."""
+
+
+class StoreInUse(StoreError):
+    """Another process (a second daemon) holds the data folder's lock."""
+
+
+class StoreUnreadable(StoreError):
+    """The database file is not a SQLite database, or is truncated or damaged."""
+
+
+class TaskUnreadable(StoreError):
+    """One task's stored row cannot be read; the rest of the store is served."""

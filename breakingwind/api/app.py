@@ -34,10 +34,14 @@ from breakingwind.tools.registry import build_registry
 
 
 def create_app(
-    settings: Settings, engine: Engine | None = None, media: MediaService | None = None
+    settings: Settings,
+    engine: Engine | None = None,
+    media: MediaService | None = None,
+    store: TaskStore | None = None,
 ) -> Starlette:
     """Build the app. The engine starts loading models in the lifespan (unless one is passed in,
-    in which case its owner starts and closes it). Likewise a passed-in media service. The tool
+    in which case its owner starts and closes it). Likewise a passed-in media service and task
+    store (`serve` opens the store first, so that a locked or damaged one stops it). The tool
     registry and the MCP server are built here (cheap, nothing loaded) and the MCP session
     manager runs in the lifespan."""
     tools = build_registry(settings)
@@ -52,7 +56,7 @@ def create_app(
         if owned:
             app.state.engine.start()
         app.state.media = media or MediaService(settings)
-        app.state.store = TaskStore(settings.storage.database_path)
+        app.state.store = store or TaskStore(settings.storage.database_path)
         app.state.pipeline = Pipeline(settings, app.state.engine, app.state.store)
         app.state.pipeline.resume_unfinished()
         try:
@@ -60,7 +64,8 @@ def create_app(
                 yield
         finally:
             await app.state.pipeline.shutdown()  # running tasks resume at the next start
-            app.state.store.close()
+            if store is None:
+                app.state.store.close()
             if media is None:
                 await app.state.media.close()
             if owned:

@@ -481,6 +481,12 @@ class RunTestsSettings(_Section):
     coverage: bool = Field(
         True, description="Measure line coverage with coverage.py when the interpreter has it."
     )
+    visible_secrets: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="Where no Linux mount namespace can hide the project's secrets files, .git"
+        " and the data dir from the tests: refuse to run while the test user could read one"
+        " (default), or run anyway.",
+    )
     link_dirs: list[str] = Field(
         [".venv", "venv", "node_modules"],
         description="Workspace folders linked into the scratch copy instead of copied.",

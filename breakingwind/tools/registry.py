@@ -55,6 +55,11 @@ class ToolContext:
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def data_dir(self) -> Path:
+        """The daemon's data dir (the caches live in it): never shown to a test run."""
+        return self.cache_dir.parent
+
     def shared(self, key: type[_T], factory: Callable[[], _T]) -> _T:
         """The one instance of `key` for this registry (a cache, a lock), made on first use."""
         with self._lock:

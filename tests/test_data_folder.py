@@ -16,9 +16,8 @@ import pytest
 from breakingwind.errors import StoreInUse, StoreUnreadable, TaskUnreadable
 from breakingwind.store import TaskStore
 from breakingwind.tasks import WorkflowOptions
-from tests.conftest import _free_port
 from tests.pipeline_fixtures import TASK, make_project
-from tests.test_pipeline_e2e import REPO, Daemon, daemon_config
+from tests.conftest import REPO, Daemon, _free_port, daemon_config
 
 DAMAGE = ["garbage", "truncated", "corrupted page", "zeroed header"]
 

@@ -16,8 +16,8 @@ import pytest
 from breakingwind.errors import StoreInUse, StoreUnreadable, TaskUnreadable
 from breakingwind.store import TaskStore
 from breakingwind.tasks import WorkflowOptions
-from tests.pipeline_fixtures import TASK, make_project
 from tests.conftest import REPO, Daemon, _free_port, daemon_config
+from tests.pipeline_fixtures import TASK, make_project
 
 DAMAGE = ["garbage", "truncated", "corrupted page", "zeroed header"]
 

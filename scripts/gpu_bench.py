@@ -44,7 +44,7 @@ from random_gguf import SHAPES, file_name
 from breakingwind.config import Settings, load_settings
 from breakingwind.engine import Engine, GenerationRequest, compiled_backend
 from breakingwind.engine.gguf_file import read_gguf_header
-from breakingwind.engine.worker import PreparedRequest, SamplingParams
+from breakingwind.engine.types import PreparedRequest, SamplingParams
 from breakingwind.measure.throughput import (
     BENCH_MESSAGES,
     Run,

@@ -13,7 +13,8 @@ import pytest
 from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.worker import SamplingParams, eog_tokens
+from breakingwind.engine.types import SamplingParams
+from breakingwind.engine.worker import eog_tokens
 from breakingwind.errors import (
     ContextOverflow,
     ModelUnavailable,

@@ -161,6 +161,39 @@ class PipelineSettings(_Section):
     )
 
 
+class GrammarLimits(_Section):
+    """Bounds on a client's JSON schema (response_format, tool parameters) and on the grammar
+    built from it. llama.cpp's grammar parser recurses once per nested repetition and overflows
+    the stack (a crash, not an error) on a schema such as maxLength 100000, and huge enums or
+    lengths take seconds to minutes to build: a schema over any bound is refused with a 400
+    naming the bound, before anything is built."""
+
+    max_repeat: int = Field(
+        500,
+        ge=1,
+        le=1000,  # llama.cpp refuses grammars nested deeper than ~1000 and crashes past ~10000
+        description="Largest minLength/maxLength/minItems/maxItems, and largest count in a"
+        " pattern's {n,m}.",
+    )
+    max_pattern_expansion: int = Field(
+        4096, ge=1, description="Most characters a `pattern` expands to (nested counts multiply)."
+    )
+    max_pattern_chars: int = Field(1000, ge=1, description="Longest `pattern` regex accepted.")
+    max_enum: int = Field(512, ge=1, description="Most values in one `enum`.")
+    max_properties: int = Field(256, ge=1, description="Most properties in one object schema.")
+    max_depth: int = Field(32, ge=1, le=200, description="Deepest nesting of schema objects.")
+    max_nodes: int = Field(4096, ge=1, description="Most schema objects in one schema.")
+    max_grammar_bytes: int = Field(
+        512 * 1024, ge=1024, description="Largest grammar text handed to llama.cpp."
+    )
+    max_grammar_nesting: int = Field(
+        1024,
+        ge=8,
+        le=2000,  # the parser's recursion crashes the process somewhere past ~10000
+        description="Deepest parenthesis nesting in a grammar handed to llama.cpp.",
+    )
+
+
 class EngineSettings(_Section):
     models_dir: Path = Field(Path("models"), description="Where relative model files live.")
     memory_budget_gb: float | None = Field(
@@ -176,6 +209,7 @@ class EngineSettings(_Section):
         description="Requests one model generates at the same time, sharing each decode"
         " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
     )
+    grammar: GrammarLimits = Field(default_factory=GrammarLimits)
 
 
 class DownloadSettings(_Section):

@@ -22,6 +22,7 @@
      │    ├── ContextOverflow      the prompt does not fit the model's context window
      │    ├── TemplateError        the chat template could not render the messages
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
+     │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
      │    └── BackendError         a remote serving engine (backend = "openai") failed a request
@@ -188,6 +189,15 @@ class TemplateError(EngineError):
 
 class GrammarError(EngineError):
     """A JSON schema could not be turned into a sampling grammar."""
+
+
+class GrammarLimitExceeded(GrammarError):
+    """A schema or grammar is over one of the `engine.grammar` bounds; `limit` names it."""
+
+    def __init__(self, message: str, limit: str, param: str | None = None) -> None:
+        self.limit = limit
+        self.param = param
+        super().__init__(message)
 
 
 class GenerationFailed(EngineError):

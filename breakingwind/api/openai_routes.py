@@ -6,6 +6,7 @@ Model ids: `breakingwind-<agent>` (or the bare agent name) chats directly with t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -31,8 +32,13 @@ from breakingwind.api.openai_schemas import (
 )
 from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS, data_line, parse_json_body
+from breakingwind.config import GrammarLimits
 from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
-from breakingwind.engine.grammars import JSON_OBJECT_GRAMMAR, json_schema_grammar
+from breakingwind.engine.grammars import (
+    JSON_OBJECT_GRAMMAR,
+    check_schema_limits,
+    json_schema_grammar,
+)
 from breakingwind.engine.tool_calls import ParsedDelta, ToolCall, ToolCallParser
 from breakingwind.errors import (
     BreakingWindError,
@@ -160,9 +166,10 @@ async def _engine_messages(
 
 
 def _chat_request(
-    body: ChatCompletionRequest, messages: list[dict[str, Any]]
+    body: ChatCompletionRequest, messages: list[dict[str, Any]], limits: GrammarLimits
 ) -> tuple[GenerationRequest, OutputCheck | None]:
-    """The engine request for `body`, and the output check its response_format asks for."""
+    """The engine request for `body`, and the output check its response_format asks for.
+    Builds grammars: call it on a worker thread."""
     tools = [tool.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
     choice = body.tool_choice or ("auto" if tools else "none")
     if isinstance(choice, NamedToolChoice):
@@ -183,7 +190,7 @@ def _chat_request(
                 "response_format json output cannot be combined with tools",
                 param="response_format",
             )
-        grammar, check = _json_output(fmt)
+        grammar, check = _json_output(fmt, limits)
     request = GenerationRequest(
         messages=messages,
         max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -202,14 +209,18 @@ def _chat_request(
 
 
 def _json_output(
-    fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema,
+    fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema, limits: GrammarLimits
 ) -> tuple[str, OutputCheck]:
     if isinstance(fmt, ResponseFormatJsonObject):
         return JSON_OBJECT_GRAMMAR, OutputCheck(None)
     schema = fmt.json_schema.schema_
+    param = "response_format.json_schema.schema"
     try:
+        check_schema_limits(schema, limits, param)
         jsonschema.Draft202012Validator.check_schema(schema)
-        grammar = json_schema_grammar(schema)
+        grammar = json_schema_grammar(schema, limits=limits, param=param)
+    except GrammarError:
+        raise
     except jsonschema.SchemaError as exc:
         raise InvalidRequest(
             f"invalid JSON schema: {exc.message}", param="response_format.json_schema.schema"
@@ -280,7 +291,8 @@ async def chat_completions(request: Request) -> Response:
         return await pipeline_chat(request, body)
     state = request.app.state
     messages = await _engine_messages(body.messages, state.media, state.settings.project.root)
-    generation, check = _chat_request(body, messages)
+    limits = state.settings.engine.grammar
+    generation, check = await asyncio.to_thread(_chat_request, body, messages, limits)
     if body.stream:
         stream = await engine.stream(agent, generation)
         chunks = _chat_chunks(stream, body, check, request.app.state.settings.server.keepalive_s)

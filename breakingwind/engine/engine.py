@@ -71,7 +71,9 @@ class Engine:
             sharing.setdefault(model.path, []).append(agent)
         for path, agents in sharing.items():
             spec = _model_spec(path, agents, self.models, settings)
-            self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+            self._workers[path] = ModelWorker(
+                spec, settings.engine.max_queue, settings.engine.grammar
+            )
         for agent, agent_settings in settings.agents().items():
             if agent_settings.is_remote:
                 # Imported only when used: an engine of local models needs no HTTP client.

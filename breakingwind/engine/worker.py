@@ -30,10 +30,12 @@ from llama_cpp import Llama, LlamaGrammar
 from llama_cpp import _internals as internals
 from llama_cpp._internals import LlamaSampler
 
+from breakingwind.config import GrammarLimits
 from breakingwind.engine import llama_logs
 from breakingwind.engine.batching import Batcher, Sequence
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
+from breakingwind.engine.grammars import DEFAULT_LIMITS, check_grammar_limits
 from breakingwind.engine.tool_calls import ToolCallFormat, tool_call_grammar
 from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.errors import (
@@ -275,8 +277,11 @@ class ModelWorker:
     base_url: str | None = None
     last_error: str | None = None  # load failures are `state`/`error`; requests do not degrade
 
-    def __init__(self, spec: ModelSpec, max_queue: int) -> None:
+    def __init__(
+        self, spec: ModelSpec, max_queue: int, grammar_limits: GrammarLimits = DEFAULT_LIMITS
+    ) -> None:
         self.spec = spec
+        self.grammar_limits = grammar_limits
         self.name = spec.path.name
         self.max_queue = max_queue
         self.n_parallel = max(1, min(spec.n_parallel, spec.n_batch))
@@ -352,8 +357,14 @@ class ModelWorker:
                 tool_format = self._template.tool_format
                 try:
                     constraint = tool_call_grammar(
-                        tools, request.tool_choice, tool_format, request.parallel_tool_calls
+                        tools,
+                        request.tool_choice,
+                        tool_format,
+                        request.parallel_tool_calls,
+                        self.grammar_limits,
                     )
+                except GrammarError:
+                    raise
                 except Exception as exc:  # the converter raises bare errors on odd schemas
                     message = f"the tools' parameter schemas are not usable: {exc}"
                     raise GrammarError(message) from None
@@ -392,7 +403,9 @@ class ModelWorker:
 
     def _check_grammar(self, grammar: str) -> None:
         """Parse the grammar once here: llama.cpp returns no sampler for a bad one, and adding
-        that to a chain would crash the worker thread."""
+        that to a chain would crash the worker thread. Too large or too deeply nested a grammar
+        never reaches the parser: its recursion would overflow the stack."""
+        check_grammar_limits(grammar, self.grammar_limits)
         sampler = llama_cpp.llama_sampler_init_grammar(
             self._llm._model.vocab, grammar.encode("utf-8"), b"root"
         )

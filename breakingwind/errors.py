@@ -21,6 +21,7 @@
      │    ├── QueueFull            the model's request queue is at its bound (retry later)
      │    ├── ContextOverflow      the prompt does not fit the model's context window
      │    ├── TemplateError        the chat template could not render the messages
+     │    ├── EmptyPrompt          the request renders to no tokens at all (400)
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
      │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
@@ -185,6 +186,10 @@ class ContextOverflow(EngineError):
 
 class TemplateError(EngineError):
     """The model's chat template refused the messages (e.g. roles out of order)."""
+
+
+class EmptyPrompt(EngineError):
+    """The prompt (after the chat template) has no tokens: there is nothing to continue."""
 
 
 class GrammarError(EngineError):

@@ -60,6 +60,7 @@ class Pipeline:
         self.store = store
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
+        self._applying: set[str] = set()
         self._registries: dict[Path, ToolRegistry] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
@@ -113,7 +114,13 @@ class Pipeline:
             raise TaskConflict(f"task {task_id} is {state.current_stage}, not complete")
         if state.final_output.applied_to_project:
             raise TaskConflict(f"task {task_id}'s diff was already applied")
-        return await self._apply_final(state)
+        if task_id in self._applying:  # a second apply while the first is still writing
+            raise TaskConflict(f"task {task_id}'s diff is being applied")
+        self._applying.add(task_id)
+        try:
+            return await self._apply_final(state)
+        finally:
+            self._applying.discard(task_id)
 
     async def wait(self, task_id: str) -> TaskState:
         task = self._running.get(task_id)

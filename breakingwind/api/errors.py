@@ -22,6 +22,7 @@ from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
     CorruptMedia,
+    EmptyPrompt,
     EngineError,
     GrammarError,
     GrammarLimitExceeded,
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
+    EmptyPrompt: (400, "invalid_request_error", "empty_prompt"),
     GrammarLimitExceeded: (400, "invalid_request_error", "schema_too_large"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
     SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),

@@ -41,6 +41,7 @@ from breakingwind.engine.types import GenerationRequest, GenerationResult
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
+    EmptyPrompt,
     GenerationFailed,
     GrammarError,
     ModelLoadError,
@@ -387,7 +388,7 @@ class ModelWorker:
         if len(tokens) >= n_ctx:
             raise ContextOverflow(len(tokens), n_ctx)
         if not tokens:
-            raise GenerationFailed("the prompt is empty")
+            raise EmptyPrompt("the prompt is empty: there is nothing to continue")
         return PreparedRequest(tokens, stop, sampling, tool_format)
 
     def _fill_in_middle(self, prefix: str, suffix: str) -> list[int]:

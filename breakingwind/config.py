@@ -122,6 +122,19 @@ class ServerSettings(_Section):
         le=3600,
         description="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut.",
     )
+    mcp_session_idle_s: float = Field(
+        900.0,
+        gt=0,
+        le=86400,
+        description="An MCP session with no request in flight for this long is closed (its id"
+        " then answers 404 and the client initializes again).",
+    )
+    mcp_max_sessions: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most open MCP sessions; past it, initialize gets 503 until one expires.",
+    )
 
     @property
     def url(self) -> str:

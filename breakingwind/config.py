@@ -165,6 +165,11 @@ class ProjectSettings(_Section):
 
 class PipelineSettings(_Section):
     max_review_cycles: int = Field(3, ge=1, le=20, description="Coder/reviewer cycles per plan.")
+    cancel_chat_on_disconnect: bool = Field(
+        True,
+        description="Cancel the task behind a `breakingwind` chat completion when its client"
+        " hangs up (false: the task runs on and stays on /api/tasks).",
+    )
     stage_timeout_s: float = Field(300.0, gt=0, description="Time limit of one pipeline stage.")
     planner_max_tool_calls: int = Field(
         6, ge=0, le=50, description="Read-only tool calls the planner may make per plan."
@@ -221,6 +226,19 @@ class EngineSettings(_Section):
         le=256,
         description="Requests one model generates at the same time, sharing each decode"
         " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
+    )
+    max_tokens_limit: int = Field(
+        8192,
+        ge=1,
+        description="Most tokens one request may generate: a larger max_tokens is cut to this"
+        " (the answer ends with finish_reason 'length'), so no client holds a model for long.",
+    )
+    queue_wait_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How long an API request waits for a free slot and KV room before it gets"
+        " 503 with Retry-After (pipeline stages wait within their stage time limit instead).",
     )
     grammar: GrammarLimits = Field(default_factory=GrammarLimits)
 

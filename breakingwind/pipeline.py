@@ -107,6 +107,14 @@ class Pipeline:
             await asyncio.gather(task, return_exceptions=True)
         return self.store.get(task_id)
 
+    def cancel_soon(self, task_id: str) -> None:
+        """Start cancelling a running task without waiting for it (its client hung up); the
+        task records `cancelled` as `cancel` does. A task that is not running is left alone."""
+        task = self._running.get(task_id)
+        if task is not None and not task.done():
+            self._cancelling.add(task_id)
+            task.cancel()
+
     async def apply(self, task_id: str) -> TaskState:
         """Apply a completed task's diff to the project, if the project did not change since."""
         state = self.store.get(task_id)

@@ -152,12 +152,19 @@ class Engine:
         Waits for the model to finish loading; raises `ModelUnavailable`, `ContextOverflow` or
         `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits
-        (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503), and
+        the stream ends in `QueueFull` if no slot and KV room free up within
+        `engine.queue_wait_s`. `max_tokens` is cut to `engine.max_tokens_limit`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
         sampling = _sampling(request, self.settings.agents()[agent])
+        limit = self.settings.engine.max_tokens_limit
+        if sampling.max_tokens > limit:
+            sampling = replace(sampling, max_tokens=limit)
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        if not wait_for_room:
+            prepared = replace(prepared, max_wait_s=self.settings.engine.queue_wait_s)
         while True:
             try:
                 return worker.submit(prepared)

@@ -114,6 +114,7 @@ class PreparedRequest:
     stop: list[str]
     sampling: SamplingParams
     tool_format: ToolCallFormat | None = None  # set when tools were offered
+    max_wait_s: float | None = None  # waiting longer for a slot ends in QueueFull (None: wait)
 
 
 def compiled_backend() -> str:
@@ -494,9 +495,24 @@ class ModelWorker:
                 item.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
                 continue
             if admitted is None:
+                self._expire_waiting(waiting)
                 return
             waiting.popleft()
             self._left_queue()
+
+    def _expire_waiting(self, waiting: deque[_Job | _Call]) -> None:
+        """End requests that waited past their `max_wait_s` for a slot and KV room with
+        `QueueFull`, so a client gets a 503 it can retry instead of its own timeout."""
+        now = time.monotonic()
+        for item in list(waiting):
+            if not isinstance(item, _Job):
+                continue
+            limit = item.prepared.max_wait_s
+            if limit is not None and now - item.enqueued_at > limit:
+                waiting.remove(item)
+                self._left_queue()
+                message = f"model {self.name} is busy: no slot or KV room within {limit:g}s"
+                item.emit(QueueFull(message, retry_after_s=max(1, min(10, round(limit / 4)))))
 
     def _step(self) -> None:
         assert self._batcher is not None

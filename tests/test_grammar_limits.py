@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from breakingwind.api.app import create_app
-from breakingwind.config import GrammarLimits
+from breakingwind.config import AGENT_NAMES, GrammarLimits
 from breakingwind.engine import Engine
 from breakingwind.engine.grammars import (
     check_grammar_limits,
@@ -28,6 +28,7 @@ from breakingwind.engine.grammars import (
     json_schema_grammar,
     pattern_expansion,
 )
+from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.errors import GrammarLimitExceeded
 from tests.conftest import DaemonProcess, LiveServer, make_settings
 
@@ -136,7 +137,9 @@ def test_schema_at_the_bounds_still_constrains_output(daemon: DaemonProcess) -> 
 
 def test_grammar_limits_are_configurable(tmp_path: Path) -> None:
     settings_ = make_settings(tmp_path, "[engine.grammar]\nmax_repeat = 10\n")
-    engine = Engine(settings_)  # never started: the refusal comes before any model is asked
+    engine = Engine(settings_)
+    for agent in AGENT_NAMES:  # the refusal comes before any model is asked
+        engine.replace_model(agent, ScriptedModel(agent))
     schema = {"type": "string", "maxLength": 11}
     body = {"model": MODEL, "messages": HELLO, "response_format": _response_format(schema)}
     with LiveServer(create_app(settings_, engine)) as live:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from breakingwind.config import GrammarLimits
-from breakingwind.errors import GrammarLimitExceeded
+from breakingwind.errors import GrammarError, GrammarLimitExceeded
+
+if TYPE_CHECKING:
+    from breakingwind.engine.output import JsonOutput
 
 JSON_OBJECT_GRAMMAR = JSON_GBNF
 _LAX_CHAR = 'char ::= [^"\\\\]'
@@ -54,6 +57,21 @@ def json_schema_grammar(
         grammar = _ROOT_RULE.sub(f"{root_name} ::=", grammar)
     check_grammar_limits(grammar, limits, param)
     return grammar
+
+
+def json_output_grammar(output: JsonOutput, limits: GrammarLimits = DEFAULT_LIMITS) -> str:
+    """The grammar for `output`: any JSON object, or JSON matching its schema (bounded by
+    `limits`; `GrammarLimitExceeded` names `output.name` as the request field)."""
+    if output.schema is None:
+        return JSON_OBJECT_GRAMMAR
+    param = output.name
+    check_schema_limits(output.schema, limits, param)
+    try:
+        return json_schema_grammar(output.schema, limits=limits, param=param)
+    except GrammarError:
+        raise
+    except Exception as exc:  # the converter raises bare errors on unsupported schemas
+        raise GrammarError(f"unsupported JSON schema: {exc}") from None
 
 
 def check_schema_limits(schema: Any, limits: GrammarLimits, param: str | None = None) -> None:

@@ -19,27 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from breakingwind.config import GrammarLimits
-from breakingwind.engine.grammars import (
-    DEFAULT_LIMITS,
-    check_schema_limits,
-    gbnf_literal,
-    json_schema_grammar,
-)
-
-
-@dataclass(frozen=True)
-class ToolCallFormat:
-    name: str
-    open: str
-    close: str  # "" means the block runs to the end of the generation
-    list_block: bool  # the block holds a JSON list of calls rather than one call
-
-    def render_call(self, name: str, arguments: dict[str, Any]) -> str:
-        """How an earlier call appears in the history, for templates without tool support."""
-        call = {"name": name, "arguments": arguments}
-        body = json.dumps([call] if self.list_block else call)
-        return f"{self.open}{body}{self.close}"
-
+from breakingwind.engine.types import ToolCall, ToolCallFormat
 
 HERMES = ToolCallFormat("hermes", "<tool_call>", "</tool_call>", list_block=False)
 # Marker found in a chat template -> the call format its model was trained on.
@@ -72,10 +52,14 @@ def tool_call_grammar(
     choice: ToolChoice,
     fmt: ToolCallFormat,
     parallel: bool,
-    limits: GrammarLimits = DEFAULT_LIMITS,
+    limits: GrammarLimits | None = None,
 ) -> ToolGrammar:
     """The grammar that keeps calls well-formed for `tools` under `choice`; raises
     `GrammarLimitExceeded` naming the tool whose parameters are over `limits`."""
+    # Building grammars needs llama_cpp; parsing calls (below) does not, so it is imported here.
+    from breakingwind.engine.grammars import check_schema_limits, gbnf_literal, json_schema_grammar
+
+    limits = limits or GrammarLimits()
     for i, tool in enumerate(tools):
         check_schema_limits(tool["function"].get("parameters"), limits, f"tools[{i}].function")
     functions = [tool["function"] for tool in tools]
@@ -108,14 +92,6 @@ def tool_call_grammar(
         # where the constrained part starts.
         return ToolGrammar(grammar, lazy_triggers=[rf"[\s\S]*?({re.escape(fmt.open)})[\s\S]*"])
     return ToolGrammar(grammar)
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    index: int
-    id: str
-    name: str
-    arguments: str  # JSON text
 
 
 @dataclass

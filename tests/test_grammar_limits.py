@@ -58,7 +58,7 @@ HOSTILE = {
         {"type": "string", "pattern": "^((ab){0,300}){0,300}$"},
         "max_pattern_expansion",
     ),
-    "deep": (_nested_items(300), "max_depth"),
+    "deep": (_nested_items(40), "max_depth"),
     "properties": (
         {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}},
         "max_properties",
@@ -102,8 +102,15 @@ def test_hostile_response_format_is_a_400_and_the_daemon_lives(
     started = time.monotonic()
     response = chat(daemon, response_format=_response_format(schema))
     took = time.monotonic() - started
-    _assert_refused(response, limit, "response_format.json_schema.schema")
+    _assert_refused(response, limit, "response_format")
     assert took < 10, f"refusing took {took:.1f}s"
+    daemon.assert_alive()
+
+
+def test_a_schema_nested_past_the_recursion_limit_is_a_400(daemon: DaemonProcess) -> None:
+    response = chat(daemon, response_format=_response_format(_nested_items(400)))
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.json()["error"]["message"]
     daemon.assert_alive()
 
 

@@ -240,7 +240,7 @@ class EngineSettings(_Section):
         " (the answer ends with finish_reason 'length'), so no client holds a model for long.",
     )
     queue_wait_s: float = Field(
-        30.0,
+        120.0,
         gt=0,
         le=3600,
         description="How long an API request waits for a free slot and KV room before it gets"

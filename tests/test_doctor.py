@@ -115,8 +115,8 @@ def test_fresh_install_warns_about_fallbacks_and_fails_nothing(
     }  # no daemon, no remote agent
     checks = {r.check for r in report.results}
     assert checks == {
-        *("python", "packages", "backend", "models", "memory", "port", "data_dir", "database"),
-        *("service", "tools", "daemon"),
+        *("config", "python", "packages", "backend", "models", "memory", "port", "data_dir"),
+        *("database", "service", "tools", "daemon"),
     }
     assert json.loads(proc.stdout)["ok"] is True
 

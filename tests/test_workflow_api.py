@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +12,10 @@ import openai
 import pytest
 
 from breakingwind.api.app import create_app
-from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, parse_sse, script_agents
+from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
     FIX_DIFF,
@@ -25,20 +25,16 @@ from tests.pipeline_fixtures import (
     make_project,
     plan,
     review,
+    script_approved_fix,
 )
 
 
 class Scripted:
     def __init__(self, engine: Engine) -> None:
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def approve_first_time(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models)
 
 
 @pytest.fixture
@@ -50,21 +46,6 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Scripted, Path]]:
     with LiveServer(create_app(settings, engine)) as server:
         yield server, scripted, project
     engine.close()
-
-
-def parse_sse(text: str) -> list[dict]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        if fields:
-            events.append(
-                {
-                    "id": int(fields["id"]),
-                    "event": fields["event"],
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return events
 
 
 def test_workflow_streams_numbered_events_to_completion(live: tuple) -> None:
@@ -145,6 +126,31 @@ def test_cancel_and_apply_over_http(live: tuple) -> None:
     assert "return a + b" in (project / "calc.py").read_text()
 
 
+def test_apply_onto_a_changed_project_ends_the_stream_failed(live: tuple) -> None:
+    """The terminal event a client sees is the task's stored terminal state."""
+    server, scripted, project = live
+
+    def approve_after_a_local_edit(request: object) -> str:
+        (project / "calc.py").write_text(CALC + "\n# edited while the task ran\n")
+        return review("approved")
+
+    scripted.models["preprocessor"].enqueue("Fix add() in calc.py.")
+    scripted.models["planner"].enqueue(NO_TOOLS, plan())
+    scripted.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
+    scripted.models["reviewer"].enqueue(approve_after_a_local_edit)
+    body = {"input": TASK, "options": {"apply": True}}
+    response = httpx.post(f"{server.url}/api/workflow", json=body, timeout=120)
+    events = parse_sse(response.text)
+    stored = httpx.get(f"{server.url}/api/task/{response.headers['x-task-id']}").json()
+    assert stored["current_stage"] == "failed"
+    assert events[-1]["event"] == "failed"
+    assert "completed" not in [e["event"] for e in events]
+    assert "changed since the task started" in events[-1]["data"]["error"]
+    assert "+    return a + b" in events[-1]["data"]["report"]["diff"]  # to apply by hand
+    assert "edited while the task ran" in (project / "calc.py").read_text()
+    assert "return a - b" in (project / "calc.py").read_text()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
@@ -189,3 +195,30 @@ def test_pipeline_model_streams_progress_as_reasoning_and_the_diff_as_content(
     assert "▶ plan" in reasoning and "Review: approved" in reasoning
     assert "```diff" in content and "+    return a + b" in content
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(
+    live: tuple[LiveServer, Scripted, Path],
+) -> None:
+    server, scripted, _ = live
+    scripted.models["preprocessor"].enqueue(Hang())  # the task's text is what is checked
+    image = "data:image/png;base64," + base64.b64encode(png_bytes(screenshot())).decode()
+    content = [
+        {"type": "text", "text": "Fix this crash."},
+        {"type": "image_url", "image_url": {"url": image}},
+    ]
+    body = {
+        "model": "breakingwind",
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        task_id = response.headers["x-task-id"]
+    task = httpx.get(f"{server.url}/api/task/{task_id}", timeout=10).json()
+    assert "Fix this crash." in task["user_input"]
+    assert "TypeError" in task["user_input"]  # read from the screenshot
+    assert "reverse_words" in task["user_input"]
+    assert httpx.post(f"{server.url}/api/task/{task_id}/cancel", timeout=30).status_code == 200

@@ -12,6 +12,7 @@ wording is kept only as a summary on top.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from breakingwind.engine import Engine, GenerationRequest
@@ -42,10 +43,14 @@ class PreprocessedTask:
 
 
 async def preprocess(
-    engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
+    engine: Engine,
+    request: PreprocessorInput,
+    max_tokens: int | None = None,
+    on_delta: Callable[[str], None] | None = None,
 ) -> PreprocessedTask:
-    """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
-    material = render_material(request)
+    """Merge the request into one task statement, guaranteeing identifiers survive verbatim;
+    `on_delta` sees the model's text as it is generated."""
+    material = request.render()
     messages = [
         {"role": "system", "content": render_prompt("preprocessor.md")},
         {"role": "user", "content": material},
@@ -54,6 +59,7 @@ async def preprocess(
         result = await engine.complete(
             AGENT,
             GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=0.0),
+            on_delta=on_delta,
             wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         model_text = result.text.strip()
@@ -64,16 +70,6 @@ async def preprocess(
         return PreprocessedTask(model_text, model_text, [], material_appended=False)
     text = f"{model_text}\n\n{material}" if model_text else material
     return PreprocessedTask(text, model_text, missing, material_appended=True)
-
-
-def render_material(request: PreprocessorInput) -> str:
-    """The request's pieces under clear headings, each exactly as received."""
-    return render_prompt(
-        "preprocessor_sources.md",
-        typed=request.typed_text.strip(),
-        transcripts=[transcript.text for transcript in request.transcripts],
-        images=request.images,
-    )
 
 
 def identifiers(text: str) -> list[str]:

@@ -21,6 +21,19 @@ REINSTALL = "./scripts/install.sh"
 BUILD_RECORD = "breakingwind-backend.json"  # written by scripts/install.sh
 
 
+def check_config(ctx: Context) -> Iterator[Result]:
+    """Which config file the settings came from; none is legal but worth saying."""
+    path = ctx.settings.config_file
+    if path is not None:
+        yield ok(f"read {path}")
+        return
+    yield warn(
+        "no config file was read (./config.toml is absent here and BREAKINGWIND_CONFIG is"
+        " unset): built-in defaults and BREAKINGWIND_* variables only",
+        "pass --config PATH, set BREAKINGWIND_CONFIG, or run from the folder holding config.toml",
+    )
+
+
 def check_python(ctx: Context) -> Iterator[Result]:
     current = platform.python_version()
     try:

@@ -15,16 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.tool_calls import HERMES
-from breakingwind.engine.types import GenerationRequest, GenerationResult, Timings, Usage
-from breakingwind.engine.worker import (
-    GenerationStream,
+from breakingwind.engine.types import (
+    GenerationRequest,
+    GenerationResult,
     LoadReport,
     ModelSpec,
     ModelState,
     PreparedRequest,
     SamplingParams,
-    _Job,
+    Timings,
+    Usage,
 )
 from breakingwind.errors import ModelLoadError, ModelUnavailable
 
@@ -58,6 +60,9 @@ class ScriptedModel:
         self._answers: deque[Answer] = deque()
         self._pending: dict[int, GenerationRequest] = {}
         self._lock = asyncio.Lock()
+        # Tokens each prompt is said to hold (0: none, like a remote backend); lets a test see
+        # the engine announce a prompt being read, as it does for a local model.
+        self.prompt_tokens = 0
 
     def enqueue(self, *answers: Answer) -> None:
         self._answers.extend(answers)
@@ -89,8 +94,9 @@ class ScriptedModel:
 
     def prepare(self, request: GenerationRequest, sampling: SamplingParams) -> PreparedRequest:
         tools = request.tools if request.tool_choice != "none" else None
+        tokens = [0] * self.prompt_tokens
         prepared = PreparedRequest(
-            [], list(request.stop), replace(sampling), HERMES if tools else None
+            tokens, list(request.stop), replace(sampling), HERMES if tools else None
         )
         self._pending[id(prepared)] = request
         return prepared
@@ -101,11 +107,11 @@ class ScriptedModel:
         if not self._answers:
             raise ModelUnavailable(f"scripted model {self.name} has no answer left")
         answer = self._answers.popleft()
-        job = _Job(prepared, asyncio.get_running_loop())
+        job = Job(prepared, asyncio.get_running_loop())
         asyncio.get_running_loop().create_task(self._play(job, request, answer))
         return GenerationStream(job, prepared.tool_format)
 
-    async def _play(self, job: _Job, request: GenerationRequest, answer: Answer) -> None:
+    async def _play(self, job: Job, request: GenerationRequest, answer: Answer) -> None:
         async with self._lock:  # one request at a time, like a real worker
             started = time.monotonic()
             self.busy = True
@@ -135,7 +141,7 @@ class ScriptedModel:
             )
 
     @staticmethod
-    async def _text(job: _Job, request: GenerationRequest, answer: Answer) -> tuple[str, str]:
+    async def _text(job: Job, request: GenerationRequest, answer: Answer) -> tuple[str, str]:
         if isinstance(answer, Hang):
             while not job.cancel.is_set():
                 await asyncio.sleep(0.01)

@@ -37,7 +37,8 @@ import uvicorn
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.worker import ModelWorker, SamplingParams, eog_tokens
+from breakingwind.engine.types import SamplingParams
+from breakingwind.engine.worker import ModelWorker, eog_tokens
 from breakingwind.measure.peers import (
     PeerUnavailable,
     ServingSettings,

@@ -26,7 +26,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from breakingwind.config import Settings, ToolsSettings
+from breakingwind.config import ProjectSettings, Settings, ToolsSettings
 from breakingwind.errors import InvalidToolArguments, ToolOutputTooLarge, UnknownTool
 from breakingwind.tools.sandbox import PathKind, Sandbox
 
@@ -54,6 +54,11 @@ class ToolContext:
     cache_dir: Path
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        """The daemon's data dir (the caches live in it): never shown to a test run."""
+        return self.cache_dir.parent
 
     def shared(self, key: type[_T], factory: Callable[[], _T]) -> _T:
         """The one instance of `key` for this registry (a cache, a lock), made on first use."""
@@ -194,8 +199,10 @@ class ToolRegistry:
         return resolve(value, argument=argument, kind=marker.kind, must_exist=marker.must_exist)
 
 
-def build_registry(settings: Settings) -> ToolRegistry:
-    """The six tools around `settings.project.root`; caches live under the data dir."""
+def build_registry(settings: Settings, *, check_project: bool = True) -> ToolRegistry:
+    """The six tools around `settings.project.root`; caches live under the data dir. The root
+    must pass `allowed_project` unless `check_project` is off (a task's own workspace)."""
+    from breakingwind.projects import allowed_project
     from breakingwind.tools.analyze_codebase import analyze_codebase
     from breakingwind.tools.find_references import find_references
     from breakingwind.tools.git_diff import git_diff
@@ -204,7 +211,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     from breakingwind.tools.search_docs import search_docs
 
     context = ToolContext(
-        sandbox=Sandbox.create(settings.project.root, settings.tools),
+        sandbox=Sandbox.create(
+            allowed_project(None, settings) if check_project else settings.project.root,
+            settings.tools,
+        ),
         settings=settings.tools,
         cache_dir=settings.storage.data_dir / "tools",
     )
@@ -259,3 +269,28 @@ def _describe_validation(name: str, exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "arguments"
         problems.append(f"{where}: {error['msg']}")
     return f"invalid arguments for {name}: " + "; ".join(problems)
+
+
+class ToolRegistries:
+    """One tool registry per project root: the daemon's project, each task's workspace, a
+    spec-kit project. Built on first use; a task releases its workspace's when it ends."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_root: dict[Path, ToolRegistry] = {}
+
+    def get(self, root: Path) -> ToolRegistry:
+        """The registry whose tools work inside `root`."""
+        if root not in self._by_root:
+            settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
+            # Task workspaces live in the data dir: entry points check the project folders
+            # they take with `allowed_project` (submit, create_app, the CLI) before this.
+            self._by_root[root] = build_registry(settings, check_project=False)
+        return self._by_root[root]
+
+    def release(self, root: Path) -> None:
+        """Forget `root`'s registry (its folder is going away)."""
+        self._by_root.pop(root, None)
+
+    def __len__(self) -> int:
+        return len(self._by_root)

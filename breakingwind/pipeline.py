@@ -15,6 +15,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from breakingwind.agents.reviewer import review_changes
 from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
+from breakingwind.engine.engine import prompt_observer
 from breakingwind.errors import (
     BreakingWindError,
     DiffError,
@@ -233,8 +235,9 @@ class Pipeline:
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
         with TokenEvents(self.store, state.task_id, "preprocessor") as tokens:
-            result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
-            tokens.add(result.model_text)
+            result = await preprocess(
+                self.engine, PreprocessorInput(state.user_input, [], []), on_delta=tokens.add
+            )
         self.store.commit(
             state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
         )
@@ -314,6 +317,7 @@ class Pipeline:
             "iteration": len(state.code_iterations) + 1,
             "applied": error is None,
             "files": files if error is None else [],
+            "diff": applied,
             "error": error,
         }
         state = state.model_copy(update={"code_iterations": [*state.code_iterations, iteration]})
@@ -595,13 +599,19 @@ class Pipeline:
 
 
 class TokenEvents:
-    """Collects an agent's generated text and records it as `token` events in batches."""
+    """An agent's generated text as `token` events, each flushed within `TOKEN_FLUSH_S`, and a
+    `prefill` event each time the agent starts reading a prompt (the wait before its first token).
+
+    Each `token` event says how many deltas it holds (`tokens`: one per generated token from a
+    local model) so a client can show tokens per second without counting text.
+    """
 
     def __init__(self, store: TaskStore, task_id: str, agent: str) -> None:
         self.store, self.task_id, self.agent = store, task_id, agent
         self._buffer: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._observing: Token[Callable[[int], None] | None] | None = None
 
     def add(self, text: str) -> None:
         if not text:
@@ -613,18 +623,30 @@ class TokenEvents:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(TOKEN_FLUSH_S, self.flush)
 
+    def prefill(self, prompt_tokens: int) -> None:
+        self.flush()
+        self.store.add_event(
+            self.task_id, "prefill", {"agent": self.agent, "prompt_tokens": prompt_tokens}
+        )
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._buffer:
+            count = len(self._buffer)
             text, self._buffer, self._size = "".join(self._buffer), [], 0
-            self.store.add_event(self.task_id, "token", {"agent": self.agent, "text": text})
+            self.store.add_event(
+                self.task_id, "token", {"agent": self.agent, "text": text, "tokens": count}
+            )
 
     def __enter__(self) -> TokenEvents:
+        self._observing = prompt_observer.set(self.prefill)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._observing is not None:
+            prompt_observer.reset(self._observing)
         self.flush()
 
 

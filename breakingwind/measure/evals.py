@@ -67,6 +67,7 @@ def load_eval_tasks(root: Path = EVALS_DIR) -> list[EvalTask]:
 async def run_evals(
     settings: Settings, tasks: list[EvalTask], options: WorkflowOptions, echo: Callable[[str], None]
 ) -> list[EvalResult]:
+    settings = settings.in_process("eval")  # never the daemon's store
     results = []
     with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
         async with open_runtime(allowing(settings, Path(scratch))) as runtime:

@@ -7,7 +7,6 @@ Model ids: `breakingwind-<agent>` (or the bare agent name) chats directly with t
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from breakingwind.api.openai_chunks import Envelope, guarded, usage_json
+from breakingwind.api.openai_chunks import Envelope, chat_completion, guarded, usage_json
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -63,24 +62,28 @@ def agent_for_model(engine: Engine, model: str) -> str | None:
     return ids[model]
 
 
-def _model_card(engine: Engine, model_id: str, agent: str | None) -> dict[str, Any]:
+def _model_card(request: Request, model_id: str, agent: str | None) -> dict[str, Any]:
+    """An OpenAI model object; an agent's says its context, the pipeline's the folder its tasks
+    work on when a request names none (the dashboard shows it before a chat starts a task)."""
     card: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": OWNER}
     if agent is not None:
-        card["context_length"] = engine.worker(agent).n_ctx
+        card["context_length"] = request.app.state.engine.worker(agent).n_ctx
         card["agent"] = agent
+    else:
+        card["project"] = str(request.app.state.settings.project.root)
     return card
 
 
 async def list_models(request: Request) -> Response:
     engine: Engine = request.app.state.engine
-    data = [_model_card(engine, mid, agent) for mid, agent in model_ids(engine).items()]
+    data = [_model_card(request, mid, agent) for mid, agent in model_ids(engine).items()]
     return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     model_id = request.path_params["model_id"]
-    return JSONResponse(_model_card(engine, model_id, agent_for_model(engine, model_id)))
+    return JSONResponse(_model_card(request, model_id, agent_for_model(engine, model_id)))
 
 
 # --- chat ----------------------------------------------------------------------------------
@@ -185,23 +188,7 @@ async def chat_completions(request: Request) -> Response:
         message["tool_calls"] = _tool_calls_json(result.tool_calls)
     elif message["content"] is None:
         message["content"] = ""
-    return JSONResponse(
-        {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": result.finish_reason,
-                }
-            ],
-            "usage": usage_json(result.usage),
-        }
-    )
+    return JSONResponse(chat_completion(body.model, message, result.finish_reason, result.usage))
 
 
 async def _chat_chunks(

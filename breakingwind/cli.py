@@ -51,6 +51,17 @@ def _fail(exc: BreakingWindError) -> NoReturn:
     sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
 
 
+def _project(settings: Settings, project: Path | None) -> Path:
+    """The project folder a command works on, checked by the one project rule (exit 2)."""
+    from breakingwind.projects import allowed_project
+
+    try:
+        return allowed_project(project, settings)
+    except BreakingWindError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
 def _local_agents(settings: Settings, choice: str) -> list[str]:
     """The agents `choice` names that load a local file; a remote agent has none to handle."""
     agents = settings.agents()
@@ -88,7 +99,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from breakingwind.api.app import create_app
-    from breakingwind.api.server import exposure_warning, server_config
+    from breakingwind.api.server import exposure_warning, listening_socket, server_config
+    from breakingwind.errors import StoreError
+    from breakingwind.store import TaskStore
 
     settings = _settings(ctx)
     logging.basicConfig(
@@ -106,13 +119,35 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     warning = exposure_warning(host or settings.server.host, settings.server.api_key)
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
+    _project(settings, None)  # a refused project.root stops here, in one line
+    host, port = host or settings.server.host, port or settings.server.port
     try:
-        app = create_app(settings)
+        # In this order: the data folder's lock (a second daemon on it stops here, before it
+        # reads a task), the database's check, then the port, all before any task resumes.
+        store = TaskStore(settings.storage.database_path)
+    except StoreError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        store.close()
+        click.echo(
+            f"breakingwind: cannot listen on {host}:{port}: {exc.strerror}",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+    try:
+        app = create_app(settings, store=store)
     except BreakingWindError as exc:
+        store.close()
         _fail(exc)
     server = uvicorn.Server(server_config(app, settings.server, host=host, port=port))
-    server.run()
-    if not server.started:  # the port was taken or the start-up failed; as uvicorn.run exits
+    try:
+        server.run(sockets=[sock])
+    finally:
+        store.close()
+    if not server.started:  # the start-up failed; as uvicorn.run exits
         sys.exit(3)
 
 
@@ -559,7 +594,7 @@ def run(
         state = run_workflow(
             settings,
             task,
-            (project or settings.project.root).resolve(),
+            _project(settings, project),
             options,
             _console(),
             local,
@@ -694,7 +729,7 @@ def speckit_init(directory: Path, agent: str, force: bool) -> None:
 
 def _speckit_project(ctx: click.Context, project: Path | None) -> tuple[Settings, Path]:
     settings = _settings(ctx)
-    return settings, (project or settings.project.root).resolve()
+    return settings, _project(settings, project)
 
 
 def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Path]]) -> Path:

@@ -72,12 +72,15 @@ class _Section(BaseModel):
     @classmethod
     def _resolve_relative_paths(cls, value: Any, info: ValidationInfo) -> Any:
         """Anchor relative paths at the config file's folder (passed in the validation context)."""
-        if isinstance(value, Path):
-            value = value.expanduser()
-            base = (info.context or {}).get("base_dir")
-            if base is not None and not value.is_absolute():
-                value = Path(base) / value
-        return value
+        base = (info.context or {}).get("base_dir")
+        if isinstance(value, list):
+            return [_anchored(item, base) if isinstance(item, Path) else item for item in value]
+        return _anchored(value, base) if isinstance(value, Path) else value
+
+
+def _anchored(value: Path, base: str | Path | None) -> Path:
+    value = value.expanduser()
+    return Path(base) / value if base is not None and not value.is_absolute() else value
 
 
 class ServerSettings(_Section):
@@ -154,6 +157,12 @@ class StorageSettings(_Section):
 class ProjectSettings(_Section):
     root: Path = Field(
         Path("."), description="The project the tools may touch (BREAKINGWIND_PROJECT_ROOT)."
+    )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Other folders whose subfolders a task may name as its project (and apply"
+        " its diff to). A system folder, the home folder itself and the data dir are refused"
+        " whatever this says.",
     )
 
 
@@ -485,6 +494,12 @@ class RunTestsSettings(_Section):
     coverage: bool = Field(
         True, description="Measure line coverage with coverage.py when the interpreter has it."
     )
+    visible_secrets: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="Where no Linux mount namespace can hide the project's secrets files, .git"
+        " and the data dir from the tests: refuse to run while the test user could read one"
+        " (default), or run anyway.",
+    )
     link_dirs: list[str] = Field(
         [".venv", "venv", "node_modules"],
         description="Workspace folders linked into the scratch copy instead of copied.",
@@ -641,6 +656,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([("config", f"config file {path} does not exist")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("config", f"not valid TOML: {exc}")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                (
+                    "config",
+                    f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+                    f" {exc.start}); save it as UTF-8",
+                )
+            ],
+            str(path),
+        ) from None
+    except OSError as exc:
+        raise ConfigError([("config", f"cannot be read: {exc.strerror}")], str(path)) from None
 
 
 def _environment_overrides(

@@ -31,14 +31,18 @@ from breakingwind.errors import (
     BreakingWindError,
     DiffError,
     InvalidRequest,
+    ProjectChanged,
+    ProjectRefused,
     SandboxViolation,
     StoreError,
     StructuredOutputError,
     TaskConflict,
     TaskNotFound,
     ToolError,
+    WorkspaceError,
 )
 from breakingwind.media import PreprocessorInput
+from breakingwind.projects import allowed_project
 from breakingwind.store import TaskStore
 from breakingwind.tasks import (
     CoderOutput,
@@ -103,9 +107,7 @@ class Pipeline:
         self, user_input: str, project: Path | None = None, options: WorkflowOptions | None = None
     ) -> TaskState:
         """Create a task and start it; returns at once."""
-        root = (project or self.settings.project.root).expanduser().resolve()
-        if not root.is_dir():
-            raise InvalidRequest(f"project {root} is not a folder", param="project")
+        root = allowed_project(project, self.settings)
         if not user_input.strip():
             raise InvalidRequest("the task is empty", param="input")
         state = self.store.create(user_input, root, options or WorkflowOptions())
@@ -363,6 +365,16 @@ class Pipeline:
                 test_results=tests,
                 open_issues=review.recommendations,
             )
+            if state.options.apply:
+                # Applied before the end is announced, so that the terminal event a client sees
+                # is the task's terminal state: `failed` when the project changed meanwhile.
+                try:
+                    await self._apply_to_project(state, report.diff)
+                except (ProjectChanged, ProjectRefused, WorkspaceError) as exc:
+                    self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
+                    self._fail(state, f"approved, but not applied: {exc}", [str(exc)])
+                    return
+                report = report.model_copy(update={"applied_to_project": True})
             state = state.model_copy(update={"final_output": report})
             self._finish(
                 state,
@@ -371,8 +383,6 @@ class Pipeline:
                 {"report": report.model_dump(mode="json")},
                 review_event=review,
             )
-            if state.options.apply:
-                await self._apply_final(self.store.get(state.task_id))
             return
         self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
         issues = review.issues_found + ([review.next_iteration] if review.next_iteration else [])
@@ -446,15 +456,19 @@ class Pipeline:
             },
         )
 
-    async def _apply_final(self, state: TaskState) -> TaskState:
-        assert state.final_output is not None and state.base_fingerprint is not None
+    async def _apply_to_project(self, state: TaskState, diff: str) -> None:
+        assert state.base_fingerprint is not None
         await asyncio.to_thread(
             apply_to_project,
-            Path(state.project),
-            state.final_output.diff,
+            allowed_project(state.project, self.settings),
+            diff,
             state.base_fingerprint,
             self.settings.storage.data_dir,
         )
+
+    async def _apply_final(self, state: TaskState) -> TaskState:
+        assert state.final_output is not None
+        await self._apply_to_project(state, state.final_output.diff)
         report = state.final_output.model_copy(update={"applied_to_project": True})
         self.store.commit(state.model_copy(update={"final_output": report}))
         return self.store.get(state.task_id)

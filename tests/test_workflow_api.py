@@ -155,7 +155,8 @@ def test_apply_onto_a_changed_project_ends_the_stream_failed(live: tuple) -> Non
     ("body", "status", "param"),
     [
         ({"input": ""}, 400, "input"),
-        ({"input": "x", "project": "/definitely/not/here"}, 400, "project"),
+        ({"input": "x", "project": "/definitely/not/here"}, 403, "project"),  # outside
+        ({"input": "x", "project": "not/here"}, 400, "project"),  # inside the root, missing
         ({"input": "x", "options": {"max_review_cycles": 0}}, 400, "options.max_review_cycles"),
         ({"task": "x"}, 400, "input"),
     ],

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from breakingwind.config import Settings
 from breakingwind.errors import BreakingWindError
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowing
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import WorkflowOptions
 
@@ -66,9 +67,10 @@ def load_eval_tasks(root: Path = EVALS_DIR) -> list[EvalTask]:
 async def run_evals(
     settings: Settings, tasks: list[EvalTask], options: WorkflowOptions, echo: Callable[[str], None]
 ) -> list[EvalResult]:
+    settings = settings.in_process("eval")  # never the daemon's store
     results = []
     with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
-        async with open_runtime(_eval_settings(settings, Path(scratch))) as runtime:
+        async with open_runtime(allowing(settings, Path(scratch))) as runtime:
             for task in tasks:
                 result = await _run_one(runtime.pipeline, task, Path(scratch), options)
                 echo(
@@ -80,14 +82,6 @@ async def run_evals(
     mean = sum(r.seconds for r in results) / max(len(results), 1)
     echo(f"solved {solved}/{len(results)}, mean {mean:.1f}s per task")
     return results
-
-
-def _eval_settings(settings: Settings, scratch: Path) -> Settings:
-    """A store of eval's own (never the daemon's), and its scratch projects allowed."""
-    settings = settings.in_process("eval")
-    allowed = [*settings.project.allowed_roots, scratch.resolve()]
-    project = settings.project.model_copy(update={"allowed_roots": allowed})
-    return settings.model_copy(update={"project": project})
 
 
 def prepare_project(task: EvalTask, destination: Path) -> Path:

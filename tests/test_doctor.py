@@ -352,7 +352,7 @@ def test_a_project_root_that_is_not_a_folder_fails(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(missing)})
     [result] = run(settings, "tools")
     assert result.status == Status.FAIL
-    assert result.detail.endswith(f"cannot start: project root {missing} is not a folder")
+    assert result.detail.endswith(f"cannot start: project {missing} is not a folder")
     assert result.fix is not None and "BREAKINGWIND_PROJECT_ROOT" in result.fix
 
 

@@ -739,7 +739,7 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Path]]
     from breakingwind.runtime import open_runtime
 
     async def run() -> Path:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings.in_process("speckit")) as runtime:  # not the daemon's
             return await work(runtime)
 
     try:

@@ -78,3 +78,12 @@ def _real(path: Path) -> Path:
         return Path(os.path.realpath(path))
     except OSError:  # a magic link it may not follow (/proc/1/root): judge the path as written
         return Path(os.path.normpath(path))
+
+
+def allowing(settings: Settings, folder: Path) -> Settings:
+    """`settings` with `folder` added to `project.allowed_roots`: for a harness of our own (eval,
+    the pipeline bench) whose projects are scratch copies it made there."""
+    project = settings.project.model_copy(
+        update={"allowed_roots": [*settings.project.allowed_roots, folder]}
+    )
+    return settings.model_copy(update={"project": project})

@@ -35,7 +35,7 @@ from tests.pipeline_fixtures import (
     plan,
     review,
 )
-from tests.scripted_daemon import HANG, KILL_CONFIG, start_scripted
+from tests.scripted_daemon import HANG, scripted_config, start_scripted
 
 # A first diff that applies but fixes nothing (rejected), then the fix, approved.
 TWO_CYCLES = {
@@ -65,7 +65,7 @@ def _daemon(
     tmp_path: Path, port: int, env: dict[str, str], script: dict[str, Any]
 ) -> Iterator[tuple[Daemon, Path]]:
     project = make_project(tmp_path / "project")
-    (tmp_path / "config.toml").write_text(KILL_CONFIG.format(port=port, project=project, extra=""))
+    scripted_config(tmp_path, port, project)
     daemon = start_scripted(tmp_path, port, env, script)
     try:
         yield daemon, tmp_path / "config.toml"

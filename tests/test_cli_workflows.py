@@ -68,3 +68,6 @@ def test_eval_reports_solved_over_total(
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^calc_add: (SOLVED|not solved) \(\w+, [\d.]+s\)", proc.stdout, re.M)
     assert re.search(r"^solved [01]/1, mean [\d.]+s per task$", proc.stdout, re.M)
+    # Its tasks went to a store of its own: a daemon started later resumes none of them.
+    assert (tmp_path / "data" / "eval" / "breakingwind.sqlite3").is_file()
+    assert not (tmp_path / "data" / "breakingwind.sqlite3").exists()

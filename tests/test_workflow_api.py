@@ -155,7 +155,8 @@ def test_apply_onto_a_changed_project_ends_the_stream_failed(live: tuple) -> Non
     ("body", "status", "param"),
     [
         ({"input": ""}, 400, "input"),
-        ({"input": "x", "project": "/definitely/not/here"}, 400, "project"),
+        ({"input": "x", "project": "/definitely/not/here"}, 403, "project"),  # outside
+        ({"input": "x", "project": "not/here"}, 400, "project"),  # inside the root, missing
         ({"input": "x", "options": {"max_review_cycles": 0}}, 400, "options.max_review_cycles"),
         ({"task": "x"}, 400, "input"),
     ],
@@ -221,4 +222,7 @@ def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(
     assert "Fix this crash." in task["user_input"]
     assert "TypeError" in task["user_input"]  # read from the screenshot
     assert "reverse_words" in task["user_input"]
-    assert httpx.post(f"{server.url}/api/task/{task_id}/cancel", timeout=30).status_code == 200
+    deadline = time.monotonic() + 30  # hanging up cancels the task (cancel_chat_on_disconnect)
+    while httpx.get(f"{server.url}/api/task/{task_id}").json()["current_stage"] != "cancelled":
+        assert time.monotonic() < deadline, "the hang-up did not cancel the task"
+        time.sleep(0.1)

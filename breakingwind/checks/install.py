@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from pydantic import BaseModel
 
+from breakingwind.backend_choice import BadRequest, choose
 from breakingwind.checks.context import Context, Result, Status, fail, ok, warn
 from breakingwind.hardware import Hardware
 
@@ -152,5 +153,26 @@ def check_backend(ctx: Context) -> Iterator[Result]:
             detail = rule.detail.format(backend=backend, hardware=hardware.describe()) + built
             yield Result(status=rule.status, detail=detail, fix=rule.fix)
             return
+    stale = _stale_build(ctx, build) if build else None
+    if stale is not None:
+        yield stale
+        return
     machine = hardware.describe()
     yield ok(f"llama-cpp-python is a {backend} build{built}; this machine has {machine}")
+
+
+def _stale_build(ctx: Context, build: InstalledBuild) -> Result | None:
+    """A WARN when the installer would pick another wheel today (a new GPU, toolkit or driver)."""
+    if build.requested == "cmake_args":  # the user's own flags: nothing to compare with
+        return None
+    try:
+        today = choose(ctx.build_machine, build.requested)
+    except BadRequest as exc:
+        return warn(f"llama-cpp-python is the {build.wheel_key} build, but now: {exc}", REINSTALL)
+    if today.wheel_key == build.wheel_key:
+        return None
+    return warn(
+        f"llama-cpp-python is the {build.wheel_key} build ({build.reason}), but the installer "
+        f"would now build {today.wheel_key}: {today.reason}",
+        f"make install BREAKINGWIND_BACKEND={build.requested}",
+    )

@@ -100,7 +100,9 @@ class Engine:
             sharing.setdefault(model.path, []).append(agent)
         for path, agents in sharing.items():
             spec = _model_spec(path, agents, self.models, settings)
-            self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+            self._workers[path] = ModelWorker(
+                spec, settings.engine.max_queue, settings.engine.grammar
+            )
         for agent, agent_settings in settings.agents().items():
             if agent_settings.is_remote:
                 # Imported only when used: an engine of local models needs no HTTP client.
@@ -181,13 +183,16 @@ class Engine:
         the model to finish loading; raises `ModelUnavailable`, `ContextOverflow`, `GrammarError`
         or `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
-        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503), and the
+        stream ends in `QueueFull` if no slot and KV room free up within `engine.queue_wait_s`.
+        `max_tokens` is cut to `engine.max_tokens_limit`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
-        settings = self.settings.agents()[agent]
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
-        prepared = await asyncio.to_thread(_prepare, worker, request, settings)
+        prepared = await asyncio.to_thread(_prepare, worker, request, self.settings, agent)
+        if not wait_for_room:
+            prepared = replace(prepared, max_wait_s=self.settings.engine.queue_wait_s)
         observer = prompt_observer.get()
         if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
             observer(len(prepared.tokens))
@@ -291,16 +296,20 @@ class Engine:
 
 
 def _prepare(
-    worker: ModelBackend, request: GenerationRequest, agent: AgentSettings
+    worker: ModelBackend, request: GenerationRequest, settings: Settings, agent: str
 ) -> PreparedRequest:
-    """Build the JSON output grammar a request asks for, then let the backend render it."""
+    """Build the JSON output grammar a request asks for (within `engine.grammar`), cap its
+    tokens at `engine.max_tokens_limit`, then let the backend render it."""
     if request.json_output is not None and request.grammar is None:
         request = replace(
             request,
-            grammar=json_output_grammar(request.json_output),
+            grammar=json_output_grammar(request.json_output, settings.engine.grammar),
             json_schema=request.json_output.json_schema,
         )
-    return worker.prepare(request, _sampling(request, agent))
+    sampling = _sampling(request, settings.agents()[agent])
+    if sampling.max_tokens > settings.engine.max_tokens_limit:
+        sampling = replace(sampling, max_tokens=settings.engine.max_tokens_limit)
+    return worker.prepare(request, sampling)
 
 
 def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from breakingwind.config import Settings
 from breakingwind.errors import BreakingWindError
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowing
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import WorkflowOptions
 
@@ -68,8 +69,8 @@ async def run_evals(
 ) -> list[EvalResult]:
     settings = settings.in_process("eval")  # never the daemon's store
     results = []
-    async with open_runtime(settings) as runtime:
-        with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+        async with open_runtime(allowing(settings, Path(scratch))) as runtime:
             for task in tasks:
                 result = await _run_one(runtime.pipeline, task, Path(scratch), options)
                 echo(

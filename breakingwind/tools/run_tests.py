@@ -223,7 +223,8 @@ def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) ->
             source = here / name
             destination = target / source.relative_to(root)
             if source.is_dir() and not destination.exists() and destination.parent.is_dir():
-                destination.symlink_to(source, target_is_directory=True)
+                # To the real folder: a workspace's own link lies in the data dir, hidden.
+                destination.symlink_to(os.path.realpath(source), target_is_directory=True)
     return secrets
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
+from breakingwind.engine.budget import current_budget
 from breakingwind.engine.gguf_file import inspect_gguf
 from breakingwind.engine.tool_calls import ToolCallParser
 from breakingwind.engine.types import GenerationRequest, GenerationResult
@@ -21,7 +22,13 @@ from breakingwind.engine.worker import (
     ModelWorker,
     SamplingParams,
 )
-from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable, QueueFull
+from breakingwind.errors import (
+    MemoryBudgetExceeded,
+    ModelLoadError,
+    ModelUnavailable,
+    QueueFull,
+    TokenBudgetExhausted,
+)
 from breakingwind.modelfiles.manifest import (
     Manifest,
     ResolvedModel,
@@ -151,10 +158,21 @@ class Engine:
         `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits
         (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        Inside a `token_budget` scope, `max_tokens` is capped by what the scope has left, and
+        `TokenBudgetExhausted` is raised when nothing is left.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
         sampling = _sampling(request, self.settings.agents()[agent])
+        budget = current_budget()
+        guard = request.repetition_guard
+        if budget is not None:
+            if budget.left <= 0:
+                raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
+            sampling = replace(sampling, max_tokens=min(sampling.max_tokens, budget.left))
+            guard = budget.repetition_guard if guard is None else guard
+        guard = self.settings.engine.repetition_guard if guard is None else guard
+        sampling = replace(sampling, repetition_guard=guard)
         prepared = await asyncio.to_thread(worker.prepare, request, sampling)
         while True:
             try:
@@ -183,6 +201,9 @@ class Engine:
                     on_delta(delta)
             result = stream.result
             assert result is not None
+        budget = current_budget()
+        if budget is not None:
+            budget.used += result.usage.completion_tokens
         if stream.tool_format is None:
             return result
         parser = ToolCallParser(stream.tool_format)

@@ -101,6 +101,7 @@ class SamplingParams:
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
     draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
+    repetition_guard: bool = False  # stop when the output loops (engine/repetition.py)
 
 
 @dataclass(frozen=True)
@@ -362,7 +363,7 @@ class ModelWorker:
                     grammar=constraint.grammar,
                     grammar_triggers=tuple(constraint.lazy_triggers),
                 )
-            text, add_bos = rendered.text, not rendered.has_bos
+            text, add_bos = rendered.text + request.assistant_prefix, not rendered.has_bos
             stop += [s for s in rendered.stop if s and not self._is_stop_token_text(s)]
         else:
             text, add_bos = request.prompt or "", True

@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.coder import CoderOutput, write_code
-from breakingwind.agents.planner import make_plan
+from breakingwind.agents.coder import CoderOutput, coder_budget, write_code
+from breakingwind.agents.planner import fallback_plan, make_plan, planner_budget, project_paths
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.agents.reviewer import Review, ReviewDraft, ReviewTestResults, review_changes
+from breakingwind.agents.reviewer import (
+    REVIEW_BUDGET,
+    Review,
+    ReviewDraft,
+    ReviewTestResults,
+    review_changes,
+)
 from breakingwind.config import ProjectSettings, Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
+from breakingwind.engine.budget import TokenBudget, token_budget
 from breakingwind.errors import (
     BreakingWindError,
     DiffError,
@@ -31,6 +40,7 @@ from breakingwind.errors import (
     StoreError,
     StructuredOutputError,
     TaskConflict,
+    TokenBudgetExhausted,
     ToolError,
 )
 from breakingwind.media import PreprocessorInput
@@ -161,9 +171,13 @@ class Pipeline:
 
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
-        with TokenEvents(self.store, state.task_id, "preprocessor") as tokens:
+        with (
+            TokenEvents(self.store, state.task_id, "preprocessor") as tokens,
+            self._token_budget(self.settings.preprocessor.max_tokens) as budget,
+        ):
             result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
             tokens.add(result.model_text)
+        self._stage_finished(state, "preprocess", budget, passthrough=result.passthrough)
         self.store.commit(
             state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
         )
@@ -174,16 +188,28 @@ class Pipeline:
             await asyncio.to_thread(workspace.reset)  # a new plan starts from the snapshot
         self._started(state, "plan")
         history = self._failure_history(state) if state.escalations else []
-        with TokenEvents(self.store, state.task_id, "planner") as tokens:
-            plan = await make_plan(
-                self.engine,
-                self._registry(workspace.path),
-                self._task_text(state),
-                history,
-                self.settings.pipeline.planner_max_tool_calls,
-                self._tool_call_event(state, "planner"),
-                tokens.add,
-            )
+        registry = self._registry(workspace.path)
+        calls = self.settings.pipeline.planner_max_tool_calls
+        fallback = None
+        with (
+            TokenEvents(self.store, state.task_id, "planner") as tokens,
+            self._token_budget(planner_budget(calls)) as budget,
+        ):
+            try:
+                plan = await make_plan(
+                    self.engine,
+                    registry,
+                    self._task_text(state),
+                    history,
+                    calls,
+                    self._tool_call_event(state, "planner"),
+                    tokens.add,
+                )
+            except (StructuredOutputError, TokenBudgetExhausted) as exc:
+                fallback = str(exc)[:400]
+                paths = await asyncio.to_thread(project_paths, registry)
+                plan = fallback_plan(self._task_text(state), paths, fallback)
+        self._stage_finished(state, "plan", budget, fallback=fallback)
         self.store.commit(
             state.model_copy(
                 update={
@@ -204,7 +230,11 @@ class Pipeline:
         registry = self._registry(workspace.path)
         output: CoderOutput | None = None
         error: str | None = None
-        with TokenEvents(self.store, state.task_id, "coder") as tokens:
+        calls = self.settings.pipeline.coder_max_tool_calls
+        with (
+            TokenEvents(self.store, state.task_id, "coder") as tokens,
+            self._token_budget(coder_budget(calls)) as budget,
+        ):
             try:
                 output = await write_code(
                     self.engine,
@@ -214,12 +244,15 @@ class Pipeline:
                     state.plan.codebase_context.relevant_files,
                     self._feedback(state),
                     len(state.code_iterations) + 1,
-                    self.settings.pipeline.coder_max_tool_calls,
+                    calls,
                     self._tool_call_event(state, "coder"),
                     tokens.add,
                 )
             except StructuredOutputError as exc:
                 error = f"your reply was not valid JSON for the required schema: {exc}"
+            except TokenBudgetExhausted as exc:
+                error = f"you used up this iteration's tokens before answering: {exc}"
+        self._stage_finished(state, "code", budget)
         applied = ""
         if output is not None:
             changes = [(change.path, change.diff) for change in output.files_modified]
@@ -239,11 +272,15 @@ class Pipeline:
             diff=applied,
             error=error,
         )
+        edits = output.edits if output is not None else 0
         event = {
             "iteration": len(state.code_iterations) + 1,
             "applied": error is None,
             "files": files if error is None else [],
             "error": error,
+            "edits": edits,
+            "edits_applied": edits if error is None else 0,
+            "notes": output.notes if output is not None else [],
         }
         state = state.model_copy(update={"code_iterations": [*state.code_iterations, iteration]})
         if error is None:
@@ -261,7 +298,10 @@ class Pipeline:
         self.store.add_event(state.task_id, "test_results", tests.model_dump(mode="json"))
         diff = await asyncio.to_thread(workspace.diff)
         assert state.plan is not None
-        with TokenEvents(self.store, state.task_id, "reviewer") as tokens:
+        with (
+            TokenEvents(self.store, state.task_id, "reviewer") as tokens,
+            self._token_budget(REVIEW_BUDGET) as budget,
+        ):
             try:
                 draft = await review_changes(
                     self.engine,
@@ -271,11 +311,12 @@ class Pipeline:
                     _tests_report(tests),
                     tokens.add,
                 )
-            except StructuredOutputError as exc:
+            except (StructuredOutputError, TokenBudgetExhausted) as exc:
                 draft = ReviewDraft(
                     review_status="changes_requested",
                     issues_found=[f"the review could not be read: {exc}"],
                 )
+        self._stage_finished(state, "review", budget)
         review = _checked_review(draft, tests)
         state = state.model_copy(
             update={
@@ -370,6 +411,26 @@ class Pipeline:
                 "stage": stage,
                 "cycle": state.cycle + (1 if stage in ("code", "review") else 0),
                 "escalation": state.escalations,
+            },
+        )
+
+    def _token_budget(self, limit: int) -> AbstractContextManager[TokenBudget]:
+        """The token budget of one stage run (engine/budget.py), with the configured guard."""
+        return token_budget(limit, self.settings.pipeline.repetition_guard)
+
+    def _stage_finished(
+        self, state: TaskState, stage: str, budget: TokenBudget, **extra: Any
+    ) -> None:
+        """Record what a stage run generated against its budget (and any notes on it)."""
+        self.store.add_event(
+            state.task_id,
+            "stage_finished",
+            {
+                "stage": stage,
+                "tokens": budget.used,
+                "budget": budget.limit,
+                "seconds": round(time.monotonic() - budget.opened_at, 3),
+                **{key: value for key, value in extra.items() if value is not None},
             },
         )
 

@@ -20,6 +20,7 @@ TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
 EventType = Literal[
     "task_created",
     "stage_started",
+    "stage_finished",
     "token",
     "tool_call",
     "plan",

@@ -28,8 +28,21 @@ def test_ocr_identifiers_survive_preprocessing(engine: Engine, media: MediaServi
     assert all(name not in task.model_text for name in task.missing)
 
 
-def test_material_too_long_for_the_context_is_passed_through(engine: Engine) -> None:
+def test_material_too_long_for_the_context_is_passed_through(
+    engine: Engine, media: MediaService
+) -> None:
     typed = "Rename reverse_words to reverse_tokens everywhere. " * 400  # far past n_ctx 2048
-    task = asyncio.run(preprocess(engine, PreprocessorInput(typed, [], [])))
+    image = asyncio.run(media.read_image(png_bytes(screenshot())))
+    request = PreprocessorInput(typed, [], [image])
+    task = asyncio.run(preprocess(engine, request))
     assert task.model_text == "" and task.material_appended
-    assert task.text == render_material(PreprocessorInput(typed, [], []))
+    assert task.text == render_material(request)
+
+
+def test_typed_text_alone_is_passed_through_without_a_model_call(engine: Engine) -> None:
+    before = engine.worker("preprocessor").tokens_generated
+    typed = "  The mean() function in calc/ops.py gives wrong results. Fix it.\n"
+    task = asyncio.run(preprocess(engine, PreprocessorInput(typed, [], [])))
+    assert task.text == typed.strip() and task.passthrough
+    assert task.model_text == "" and not task.material_appended
+    assert engine.worker("preprocessor").tokens_generated == before

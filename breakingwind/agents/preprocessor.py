@@ -7,6 +7,10 @@ the source material (file names, paths, dotted and snake_case names, CamelCase e
 nothing, or the material does not fit its context, the source material itself is appended under a
 "Request material (verbatim)" heading. Nothing the developer said or showed is lost; the model's
 wording is kept only as a summary on top.
+
+Typed text alone needs no cleaning (it is the developer's own words, with nothing misheard or
+misread), so it is passed through without a model call. The model's reply is bounded relative to
+the material: a task statement is never much longer than what it restates.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from breakingwind.media import PreprocessorInput
 from breakingwind.prompts import render_prompt
 
 AGENT = "preprocessor"
+CHARS_PER_TOKEN = 3
+PASSTHROUGH = "typed text only: passed through as written, without a model call"
 _IDENTIFIER = re.compile(
     r"""
       \b[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+\b      # dotted names and files: os.path.join, x.py
@@ -39,13 +45,18 @@ class PreprocessedTask:
     model_text: str  # what the model wrote ("" when it could not run)
     missing: list[str]  # identifiers of the material that the model's text dropped
     material_appended: bool  # the verbatim material follows the model's text
+    passthrough: str | None = None  # why no model was asked, when none was
 
 
 async def preprocess(
     engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
 ) -> PreprocessedTask:
     """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
+    if not request.transcripts and not request.images:
+        return PreprocessedTask(request.typed_text.strip(), "", [], False, PASSTHROUGH)
     material = render_material(request)
+    bound = output_budget(material)
+    max_tokens = bound if max_tokens is None else min(max_tokens, bound)
     messages = [
         {"role": "system", "content": render_prompt("preprocessor.md")},
         {"role": "user", "content": material},
@@ -64,6 +75,11 @@ async def preprocess(
         return PreprocessedTask(model_text, model_text, [], material_appended=False)
     text = f"{model_text}\n\n{material}" if model_text else material
     return PreprocessedTask(text, model_text, missing, material_appended=True)
+
+
+def output_budget(material: str) -> int:
+    """Tokens the task statement may take: about the material's length, plus room for a summary."""
+    return len(material) // CHARS_PER_TOKEN + 64
 
 
 def render_material(request: PreprocessorInput) -> str:

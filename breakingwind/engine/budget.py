@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import monotonic
 
 
 @dataclass
@@ -20,6 +21,7 @@ class TokenBudget:
     limit: int  # completion tokens the scope may generate in total
     repetition_guard: bool = True  # default of the scope's requests
     used: int = 0
+    opened_at: float = field(default_factory=monotonic)
 
     @property
     def left(self) -> int:

@@ -561,11 +561,22 @@ def run(
     help="Coder/reviewer cycles per plan (default: pipeline.max_review_cycles).",
 )
 @click.option(
+    "--parallel",
+    type=click.IntRange(1, 16),
+    default=1,
+    help="Tasks run at once (they share each model's batched decode; seconds per task grow).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document (progress goes to stderr)."
 )
 @click.pass_context
 def eval_command(
-    ctx: click.Context, tasks_dir: Path | None, limit: int | None, cycles: int | None, as_json: bool
+    ctx: click.Context,
+    tasks_dir: Path | None,
+    limit: int | None,
+    cycles: int | None,
+    parallel: int,
+    as_json: bool,
 ) -> None:
     """Run coding tasks through the pipeline; a hidden test decides each one."""
     import asyncio
@@ -591,13 +602,14 @@ def eval_command(
         _fail(exc)
     stream = sys.stderr if as_json else sys.stdout
     options = WorkflowOptions(max_review_cycles=cycles)
-    records = asyncio.run(run_evals(settings, tasks, options, EvalProgress(stream)))
+    progress = EvalProgress(stream, live=stream.isatty() and parallel == 1)
+    records = asyncio.run(run_evals(settings, tasks, options, progress, parallel))
     summary = summarize(records)
     if as_json:
         document = {
             "tasks": [record.model_dump() for record in records],
             "summary": summary.model_dump(),
-            "machine": machine(),
+            "machine": {**machine(), "parallel": parallel},
         }
         click.echo(json.dumps(document, indent=2))
     else:

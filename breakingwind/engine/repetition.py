@@ -10,7 +10,7 @@ tokens, like indentation or a separator line, is not a loop).
 from __future__ import annotations
 
 MAX_PERIOD = 64  # longest repeating pattern detected, in tokens
-MIN_REPEATS = 4  # times the pattern must repeat back to back
+MIN_REPEATS = 3  # times the pattern must repeat back to back
 MIN_SPAN = 48  # tokens the repeating tail must cover at least
 
 

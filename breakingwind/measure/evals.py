@@ -130,26 +130,32 @@ async def run_evals(
     tasks: list[EvalTask],
     options: WorkflowOptions,
     reporter: EvalReporter,
+    parallel: int = 1,
 ) -> list[EvalRecord]:
+    """Run `tasks`, up to `parallel` at once (they share each model's batched decode)."""
     engine = Engine(settings)
     engine.start()
     store = TaskStore(settings.storage.database_path)
     pipeline = Pipeline(settings, engine, store)
-    records = []
+    slots = asyncio.Semaphore(parallel)
+
+    async def run(index: int, task: EvalTask, scratch: Path) -> EvalRecord:
+        async with slots:
+            reporter.started(index, len(tasks), task)
+            record = await _run_one(pipeline, task, scratch, options, index, len(tasks), reporter)
+            reporter.finished(index, len(tasks), record)
+            return record
+
     try:
         with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
-            for index, task in enumerate(tasks, 1):
-                reporter.started(index, len(tasks), task)
-                record = await _run_one(
-                    pipeline, task, Path(scratch), options, index, len(tasks), reporter
-                )
-                reporter.finished(index, len(tasks), record)
-                records.append(record)
+            records = await asyncio.gather(
+                *(run(index, task, Path(scratch)) for index, task in enumerate(tasks, 1))
+            )
     finally:
         await pipeline.shutdown()
         store.close()
         await asyncio.to_thread(engine.close)
-    return records
+    return list(records)
 
 
 def summarize(records: list[EvalRecord]) -> EvalSummary:
@@ -282,22 +288,21 @@ class EvalProgress:
     """`task i/N` as the eval goes: one live line on a terminal (rewritten each second), one
     line per stage change otherwise; each task's outcome as it ends."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, live: bool) -> None:
         self.stream = stream
-        self.live = stream.isatty()
-        self._stage = ""
+        self.live = live
+        self._stages: dict[int, str] = {}
 
     def started(self, index: int, total: int, task: EvalTask) -> None:
-        self._stage = ""
         if not self.live:
-            self._write(f"task {index}/{total} {task.name} ({task.language})\n")
+            self._write(f"task {index}/{total} {task.name} ({task.language}) started\n")
 
     def progress(self, index: int, total: int, task: EvalTask, stage: str, seconds: float) -> None:
         if self.live:
             self._write(f"\r\x1b[Ktask {index}/{total} {task.name}: {stage} ({seconds:.0f}s)")
-        elif stage != self._stage:
-            self._write(f"  {stage} at {seconds:.0f}s\n")
-        self._stage = stage
+        elif stage != self._stages.get(index):
+            self._write(f"task {index}/{total} {task.name}: {stage} at {seconds:.0f}s\n")
+        self._stages[index] = stage
 
     def finished(self, index: int, total: int, record: EvalRecord) -> None:
         outcome = "SOLVED" if record.solved else "not solved"

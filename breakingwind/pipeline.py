@@ -59,6 +59,10 @@ from breakingwind.workspace import (
 log = logging.getLogger(__name__)
 TOKEN_FLUSH_S = 0.25
 TOKEN_FLUSH_CHARS = 2000
+# The agents get this share of a stage's time limit; the rest is left for what follows them
+# (a fallback plan, applying the diff, recording the review), so a slow model degrades the
+# stage instead of failing the task.
+AGENT_TIME_SHARE = 0.85
 
 
 class Pipeline:
@@ -173,7 +177,7 @@ class Pipeline:
         self._started(state, "preprocess")
         with (
             TokenEvents(self.store, state.task_id, "preprocessor") as tokens,
-            self._token_budget(self.settings.preprocessor.max_tokens) as budget,
+            self._token_budget(state, self.settings.preprocessor.max_tokens) as budget,
         ):
             result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
             tokens.add(result.model_text)
@@ -193,20 +197,21 @@ class Pipeline:
         fallback = None
         with (
             TokenEvents(self.store, state.task_id, "planner") as tokens,
-            self._token_budget(planner_budget(calls)) as budget,
+            self._token_budget(state, planner_budget(calls)) as budget,
         ):
             try:
-                plan = await make_plan(
-                    self.engine,
-                    registry,
-                    self._task_text(state),
-                    history,
-                    calls,
-                    self._tool_call_event(state, "planner"),
-                    tokens.add,
-                )
-            except (StructuredOutputError, TokenBudgetExhausted) as exc:
-                fallback = str(exc)[:400]
+                async with asyncio.timeout_at(budget.deadline):
+                    plan = await make_plan(
+                        self.engine,
+                        registry,
+                        self._task_text(state),
+                        history,
+                        calls,
+                        self._tool_call_event(state, "planner"),
+                        tokens.add,
+                    )
+            except (StructuredOutputError, TokenBudgetExhausted, TimeoutError) as exc:
+                fallback = str(exc)[:400] or "the planner ran out of time"
                 paths = await asyncio.to_thread(project_paths, registry)
                 plan = fallback_plan(self._task_text(state), paths, fallback)
         self._stage_finished(state, "plan", budget, fallback=fallback)
@@ -233,21 +238,24 @@ class Pipeline:
         calls = self.settings.pipeline.coder_max_tool_calls
         with (
             TokenEvents(self.store, state.task_id, "coder") as tokens,
-            self._token_budget(coder_budget(calls)) as budget,
+            self._token_budget(state, coder_budget(calls)) as budget,
         ):
             try:
-                output = await write_code(
-                    self.engine,
-                    registry,
-                    self._task_text(state),
-                    state.plan.model_dump_json(indent=1),
-                    state.plan.codebase_context.relevant_files,
-                    self._feedback(state),
-                    len(state.code_iterations) + 1,
-                    calls,
-                    self._tool_call_event(state, "coder"),
-                    tokens.add,
-                )
+                async with asyncio.timeout_at(budget.deadline):
+                    output = await write_code(
+                        self.engine,
+                        registry,
+                        self._task_text(state),
+                        state.plan.model_dump_json(indent=1),
+                        state.plan.codebase_context.relevant_files,
+                        self._feedback(state),
+                        len(state.code_iterations) + 1,
+                        calls,
+                        self._tool_call_event(state, "coder"),
+                        tokens.add,
+                    )
+            except TimeoutError:
+                error = "you ran out of time before answering; make a smaller change"
             except StructuredOutputError as exc:
                 error = f"your reply was not valid JSON for the required schema: {exc}"
             except TokenBudgetExhausted as exc:
@@ -300,18 +308,19 @@ class Pipeline:
         assert state.plan is not None
         with (
             TokenEvents(self.store, state.task_id, "reviewer") as tokens,
-            self._token_budget(REVIEW_BUDGET) as budget,
+            self._token_budget(state, REVIEW_BUDGET) as budget,
         ):
             try:
-                draft = await review_changes(
-                    self.engine,
-                    self._task_text(state),
-                    state.plan.model_dump_json(indent=1),
-                    diff,
-                    _tests_report(tests),
-                    tokens.add,
-                )
-            except (StructuredOutputError, TokenBudgetExhausted) as exc:
+                async with asyncio.timeout_at(budget.deadline):
+                    draft = await review_changes(
+                        self.engine,
+                        self._task_text(state),
+                        state.plan.model_dump_json(indent=1),
+                        diff,
+                        _tests_report(tests),
+                        tokens.add,
+                    )
+            except (StructuredOutputError, TokenBudgetExhausted, TimeoutError) as exc:
                 draft = ReviewDraft(
                     review_status="changes_requested",
                     issues_found=[f"the review could not be read: {exc}"],
@@ -414,9 +423,13 @@ class Pipeline:
             },
         )
 
-    def _token_budget(self, limit: int) -> AbstractContextManager[TokenBudget]:
-        """The token budget of one stage run (engine/budget.py), with the configured guard."""
-        return token_budget(limit, self.settings.pipeline.repetition_guard)
+    def _token_budget(self, state: TaskState, limit: int) -> AbstractContextManager[TokenBudget]:
+        """The token budget of one stage run (engine/budget.py): the configured repetition guard,
+        and the agents' share of the stage's time limit."""
+        seconds = state.options.stage_timeout_s or self.settings.pipeline.stage_timeout_s
+        return token_budget(
+            limit, self.settings.pipeline.repetition_guard, seconds * AGENT_TIME_SHARE
+        )
 
     def _stage_finished(
         self, state: TaskState, stage: str, budget: TokenBudget, **extra: Any

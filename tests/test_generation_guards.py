@@ -12,6 +12,7 @@ from breakingwind.engine.repetition import MIN_SPAN, loop_period
 from breakingwind.errors import TokenBudgetExhausted
 
 LOOP = [{"role": "user", "content": "Write the word 'ha' 300 times, separated by spaces."}]
+STARTED = "ha " * 20  # the reply begins looping; the tiny model goes on with it
 
 
 def test_loop_period_finds_repeating_tails_only() -> None:
@@ -23,7 +24,12 @@ def test_loop_period_finds_repeating_tails_only() -> None:
 
 def generate(engine: Engine, guard: bool | None, max_tokens: int = 300):
     request = GenerationRequest(
-        messages=LOOP, max_tokens=max_tokens, temperature=0, repetition_guard=guard
+        messages=LOOP,
+        assistant_prefix=STARTED,
+        max_tokens=max_tokens,
+        temperature=0,
+        ignore_eos=True,
+        repetition_guard=guard,
     )
     return asyncio.run(engine.complete("coder", request))
 
@@ -44,7 +50,7 @@ def test_the_guard_is_off_by_default_outside_a_pipeline_stage(engine: Engine) ->
 def test_a_stage_budget_caps_and_then_refuses_generation(engine: Engine) -> None:
     async def stage() -> tuple[int, int]:
         with token_budget(40, repetition_guard=False) as budget:
-            request = GenerationRequest(messages=LOOP, max_tokens=300, temperature=0)
+            request = GenerationRequest(messages=LOOP, max_tokens=300, ignore_eos=True)
             first = await engine.complete("coder", request)
             with pytest.raises(TokenBudgetExhausted):
                 await engine.complete("coder", request)
@@ -57,7 +63,9 @@ def test_a_stage_budget_caps_and_then_refuses_generation(engine: Engine) -> None
 def test_inside_a_stage_the_guard_is_on(engine: Engine) -> None:
     async def stage() -> bool:
         with token_budget(1000):
-            request = GenerationRequest(messages=LOOP, max_tokens=300, temperature=0)
+            request = GenerationRequest(
+                messages=LOOP, assistant_prefix=STARTED, max_tokens=300, ignore_eos=True
+            )
             return (await engine.complete("coder", request)).looped
 
     assert asyncio.run(stage())

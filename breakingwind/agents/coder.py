@@ -8,6 +8,7 @@ its diffs go through the tolerant applier, and one that does not apply is fed ba
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ from breakingwind.agents.edits import (
 )
 from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
 from breakingwind.engine import Engine, GenerationRequest, generate_structured
+from breakingwind.engine.budget import current_budget
 from breakingwind.errors import TokenBudgetExhausted
 from breakingwind.prompts import render_prompt
 from breakingwind.tools.registry import ToolRegistry
@@ -190,6 +192,8 @@ class EditSession:
                 )
         except TokenBudgetExhausted as exc:
             self.notes.append(f"stopped editing: {exc}")
+        except TimeoutError:
+            self.notes.append("stopped editing: the stage's time for edits ran out")
         return self._output(iteration, edits)
 
     async def _choose_target(self, edits_made: int) -> str | None:
@@ -265,6 +269,13 @@ class EditSession:
         max_tokens: int,
         prefix: str = "",
         stop: list[str] | None = None,
+    ) -> Any:
+        budget = current_budget()
+        async with asyncio.timeout_at(budget.deadline if budget else None):
+            return await self._complete(prompt, grammar, max_tokens, prefix, stop)
+
+    async def _complete(
+        self, prompt: str, grammar: str | None, max_tokens: int, prefix: str, stop: list[str] | None
     ) -> Any:
         return await self.engine.complete(
             AGENT,

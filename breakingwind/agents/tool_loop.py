@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.engine.budget import current_budget
 from breakingwind.errors import SandboxViolation, ToolError
 from breakingwind.tools.registry import ToolRegistry
 
 OnToolCall = Callable[[str, dict[str, Any], bool, str], Awaitable[None]]
 OnDelta = Callable[[str], None]
 RESULT_CHARS = 6000  # what one tool result may add to the conversation
+GATHER_TIME_SHARE = 0.5  # no new tool turn once less than this share of the stage's time is left
 
 
 def tool_definitions(registry: ToolRegistry, names: list[str]) -> list[dict[str, Any]]:
@@ -53,7 +55,10 @@ async def gather_with_tools(
         return conversation
     tools = tool_definitions(registry, tool_names)
     calls = 0
+    budget = current_budget()
     while calls < max_calls:
+        if budget is not None and budget.time_share_left() < GATHER_TIME_SHARE:
+            return conversation  # leave the stage's time to the answer
         result = await engine.complete(
             agent,
             GenerationRequest(

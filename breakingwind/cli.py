@@ -16,7 +16,7 @@ from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 if TYPE_CHECKING:
-    from breakingwind.engine import Engine
+    from breakingwind.runtime import Runtime
     from breakingwind.service import Platform
 
 EXIT_CONFIG = 2
@@ -654,18 +654,25 @@ def speckit_init(directory: Path, agent: str, force: bool) -> None:
         click.echo(f"{written.action:8} {written.path}{note}")
 
 
-def _with_engine(settings: Settings, work: Callable[[Engine], Awaitable[Path]]) -> Path:
-    """Run `work` with an engine of this process, closed afterwards."""
+def _speckit_project(ctx: click.Context, project: Path | None) -> tuple[Settings, Path]:
+    settings = _settings(ctx)
+    return settings, (project or settings.project.root).resolve()
+
+
+def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Path]]) -> Path:
+    """Run `work` in a runtime of this process, closed afterwards; exit on a typed error."""
     import asyncio
 
-    from breakingwind.engine import Engine
+    from breakingwind.runtime import open_runtime
 
-    engine = Engine(settings)
-    engine.start()
+    async def run() -> Path:
+        async with open_runtime(settings) as runtime:
+            return await work(runtime)
+
     try:
-        return asyncio.run(work(engine))
-    finally:
-        engine.close()
+        return asyncio.run(run())
+    except BreakingWindError as exc:
+        _fail(exc)
 
 
 @speckit.command("specify")
@@ -676,12 +683,8 @@ def speckit_specify(ctx: click.Context, description: str, project: Path | None) 
     """Analyse DESCRIPTION (preprocessor + planner) into specs/NNN-short-name/spec.md."""
     from breakingwind.speckit import specify
 
-    settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
-    try:
-        folder = _with_engine(settings, lambda e: specify(e, settings, root, description))
-    except BreakingWindError as exc:
-        _fail(exc)
+    settings, root = _speckit_project(ctx, project)
+    folder = _with_runtime(settings, lambda r: specify(r, root, description))
     click.echo(f"wrote {folder / 'spec.md'}")
 
 
@@ -693,13 +696,12 @@ def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) 
     """Plan FEATURE (default: the newest in specs/) into plan.md and tasks.md."""
     from breakingwind.speckit import find_feature, plan_feature
 
-    settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
+    settings, root = _speckit_project(ctx, project)
     try:
         name = find_feature(root, feature).name  # before the models load
-        folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, name))
     except BreakingWindError as exc:
         _fail(exc)
+    folder = _with_runtime(settings, lambda r: plan_feature(r, root, name))
     click.echo(f"wrote {folder / 'plan.md'}\nwrote {folder / 'tasks.md'}")
 
 
@@ -729,9 +731,8 @@ def speckit_implement(
     from breakingwind.speckit import find_feature, implement_feature
     from breakingwind.tasks import WorkflowOptions
 
-    settings = _settings(ctx)
+    settings, root = _speckit_project(ctx, project)
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    root = (project or settings.project.root).resolve()
     options = WorkflowOptions(apply=True, max_review_cycles=cycles)
 
     def echo(text: str) -> None:

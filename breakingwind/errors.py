@@ -11,8 +11,7 @@
      │    ├── PayloadTooLarge      413: body over server.max_body_bytes
      │    ├── UnsupportedMediaType 415: a JSON route called with another content type
      │    ├── MisdirectedRequest   421: foreign Host header (DNS rebinding)
-     │    ├── HeadersTooLarge      431: more than server.max_headers, or over max_header_bytes
-     │    └── NotImplementedYet    501: a route or model that exists but is not built yet
+     │    └── HeadersTooLarge      431: more than server.max_headers, or over max_header_bytes
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
@@ -47,8 +46,7 @@
      │    ├── TaskConflict         409: the task is in the wrong state for the request
      │    ├── ProjectChanged       409: the project changed since the task started (apply refused)
      │    ├── DiffError            a model-written diff does not apply (fed back to the coder)
-     │    ├── WorkspaceError       the task's isolated workspace could not be made or used
-     │    └── StageTimeout         a stage ran past its time limit
+     │    └── WorkspaceError       the task's isolated workspace could not be made or used
      ├── StoreError                the task store could not write (disk full, read-only) — 503
      ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
      └── ToolError                 a tool call could not be served
@@ -135,11 +133,6 @@ class MisdirectedRequest(RequestError):
 class HeadersTooLarge(RequestError):
     status_code = 431
     code = "headers_too_large"
-
-
-class NotImplementedYet(RequestError):
-    status_code = 501
-    code = "not_implemented"
 
 
 class ModelLoadError(BreakingWindError):
@@ -363,10 +356,6 @@ class DiffError(PipelineError):
 
 class WorkspaceError(PipelineError):
     """The task's isolated workspace could not be created or used."""
-
-
-class StageTimeout(PipelineError):
-    """A stage ran past its time limit."""
 
 
 class StoreError(BreakingWindError):

@@ -11,6 +11,7 @@ tests — becomes feedback for the next cycle; what broke — an engine failure,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,17 +19,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.coder import CoderOutput, coder_budget, write_code
+from breakingwind.agents.coder import coder_budget, write_code
 from breakingwind.agents.planner import fallback_plan, make_plan, planner_budget, project_paths
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.agents.reviewer import (
-    REVIEW_BUDGET,
-    Review,
-    ReviewDraft,
-    ReviewTestResults,
-    review_changes,
-)
-from breakingwind.config import ProjectSettings, Settings
+from breakingwind.agents.reviewer import REVIEW_BUDGET, review_changes
+from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
 from breakingwind.engine.budget import TokenBudget, token_budget
@@ -40,13 +35,24 @@ from breakingwind.errors import (
     StoreError,
     StructuredOutputError,
     TaskConflict,
+    TaskNotFound,
     TokenBudgetExhausted,
     ToolError,
 )
 from breakingwind.media import PreprocessorInput
 from breakingwind.store import TaskStore
-from breakingwind.tasks import FinalReport, Iteration, TaskState, TestSummary, WorkflowOptions
-from breakingwind.tools.registry import ToolRegistry, build_registry
+from breakingwind.tasks import (
+    CoderOutput,
+    FinalReport,
+    Iteration,
+    Review,
+    ReviewDraft,
+    ReviewTestResults,
+    TaskState,
+    TestSummary,
+    WorkflowOptions,
+)
+from breakingwind.tools.registry import ToolRegistries, ToolRegistry
 from breakingwind.tools.run_tests import RunTestsResult
 from breakingwind.tools.sandbox import Sandbox
 from breakingwind.workspace import (
@@ -54,9 +60,15 @@ from breakingwind.workspace import (
     apply_to_project,
     create_workspace,
     project_fingerprint,
+    remove_orphan,
+    remove_workspace,
 )
 
 log = logging.getLogger(__name__)
+# The task whose stage is running, in that task's asyncio context (and the calls it makes).
+current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_task", default=None
+)
 TOKEN_FLUSH_S = 0.25
 TOKEN_FLUSH_CHARS = 2000
 # The agents get this share of a stage's time limit; the rest is left for what follows them
@@ -68,13 +80,20 @@ AGENT_TIME_SHARE = 0.85
 class Pipeline:
     """Runs workflows as asyncio tasks; state lives in the store, models in the engine."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: TaskStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: TaskStore,
+        registries: ToolRegistries | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
+        self.registries = registries or ToolRegistries(settings)
+        self.test_observers: list[Callable[[float], None]] = []  # seconds of each test run
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
-        self._registries: dict[Path, ToolRegistry] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
             "preprocess": self._preprocess,
@@ -98,6 +117,26 @@ class Pipeline:
         self._start(state.task_id)
         return state
 
+    def sweep_workspaces(self) -> list[Path]:
+        """At start-up, remove the workspaces no running task will use: those of finished tasks
+        (kept only with `keep_workspaces`) and of tasks the store does not know (a crash between
+        making a workspace and recording it). Returns what was removed. Blocks: git."""
+        parent = self._workspaces_dir()
+        if not parent.is_dir():
+            return []
+        removed = []
+        for path in sorted(parent.iterdir()):
+            try:
+                state = self.store.get(path.name)
+            except TaskNotFound:
+                remove_orphan(path)
+                removed.append(path)
+                continue
+            if state.finished and not self.settings.pipeline.keep_workspaces:
+                remove_workspace(Path(state.project), path)
+                removed.append(path)
+        return removed
+
     def resume_unfinished(self) -> list[str]:
         """Restart every task that was running when the daemon stopped."""
         resumed = []
@@ -114,6 +153,7 @@ class Pipeline:
         task = self._running.get(task_id)
         if task is None:
             self._finish(state, "cancelled", "cancelled", {"stage": state.current_stage})
+            await self._release(task_id)
         else:
             self._cancelling.add(task_id)
             task.cancel()
@@ -150,6 +190,7 @@ class Pipeline:
     # --- the state machine ---------------------------------------------------------------
 
     async def _run(self, task_id: str) -> None:
+        current_task.set(task_id)  # this asyncio task's own context: observers read it
         try:
             while not (state := self.store.get(task_id)).finished:
                 limit = state.options.stage_timeout_s or self.settings.pipeline.stage_timeout_s
@@ -172,6 +213,27 @@ class Pipeline:
         except Exception as exc:
             log.exception("task %s failed unexpectedly", task_id)
             self._fail(self.store.get(task_id), f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            await self._release(task_id)
+
+    async def _release(self, task_id: str) -> None:
+        """Forget a task's in-memory state; once it has ended, remove its workspace too (unless
+        `keep_workspaces`). What `apply` needs (the final diff, the fingerprint) is in the store.
+        A task stopped by shutdown keeps its workspace: it resumes at the next start."""
+        workspace = self._workspaces.pop(task_id, None)
+        if workspace is not None:
+            self.registries.release(workspace.path)
+        try:
+            state = self.store.get(task_id)
+        except BreakingWindError:
+            return
+        if not state.finished or state.workspace is None or self.settings.pipeline.keep_workspaces:
+            return
+        path = Path(state.workspace)
+        try:
+            await asyncio.shield(asyncio.to_thread(remove_workspace, Path(state.project), path))
+        except (OSError, BreakingWindError):
+            log.warning("could not remove the workspace %s; it goes at the next start", path)
 
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
@@ -391,7 +453,7 @@ class Pipeline:
         )
         report = FinalReport(
             summary=f"Failed: {reason}",
-            diff=self._best_diff(state, best),
+            diff=self._current_diff(state),
             test_results=state.test_results[best] if best is not None else None,
             open_issues=issues or [i for r in state.review_results[-1:] for i in r.issues_found],
         )
@@ -473,7 +535,7 @@ class Pipeline:
                 project_fingerprint, project, self.settings.storage.data_dir
             )
             state = state.model_copy(update={"base_fingerprint": fingerprint})
-        parent = self.settings.storage.data_dir / "workspaces"
+        parent = self._workspaces_dir()
         workspace = await asyncio.to_thread(
             create_workspace, project, parent, state.task_id, self.settings.storage.data_dir
         )
@@ -486,16 +548,24 @@ class Pipeline:
         self._workspaces[state.task_id] = workspace
         return workspace, state
 
+    def _workspaces_dir(self) -> Path:
+        return self.settings.storage.data_dir / "workspaces"
+
     def _registry(self, root: Path) -> ToolRegistry:
-        if root not in self._registries:
-            settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
-            self._registries[root] = build_registry(settings)
-        return self._registries[root]
+        return self.registries.get(root)
 
     def _sandbox(self, workspace: Workspace) -> Sandbox:
         return Sandbox.create(workspace.path, self.settings.tools)
 
     async def _run_tests(self, workspace: Workspace) -> TestSummary:
+        started = time.perf_counter()
+        try:
+            return await self._tests_summary(workspace)
+        finally:
+            for observe in self.test_observers:
+                observe(time.perf_counter() - started)
+
+    async def _tests_summary(self, workspace: Workspace) -> TestSummary:
         try:
             result = await self._registry(workspace.path).call("run_tests", {"workspace": "."})
         except (ToolError, SandboxViolation) as exc:
@@ -566,7 +636,8 @@ class Pipeline:
         history += [issue for review in state.review_results for issue in review.issues_found]
         return [h[:400] for h in history if h]
 
-    def _best_diff(self, state: TaskState, best: int | None) -> str:
+    def _current_diff(self, state: TaskState) -> str:
+        """The workspace's diff as it stands (empty when the task never made a workspace)."""
         live = self._workspaces.get(state.task_id)
         if live is None:
             return ""

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import daemon_config
 from tests.pipeline_fixtures import CALC, TASK, make_project
-from tests.test_pipeline_e2e import daemon_config
 
 
 def test_run_prints_progress_and_the_outcome(

@@ -15,9 +15,16 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
-from tests.pipeline_fixtures import CALC, FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, script_agents
+from tests.pipeline_fixtures import (
+    CALC,
+    NO_TOOLS,
+    TASK,
+    make_project,
+    plan,
+    script_approved_fix,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,6 +39,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT_MS = 20_000
+# A whole task runs the project's tests in its review stage: slow on a loaded 2-core machine.
+TASK_MS = 120_000
 # Records every stage the page's stage pill shows, so a test can tell live updates from a page
 # that only caught up at the end.
 RECORD_STAGES = """
@@ -49,6 +58,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+sync_api.expect.set_options(timeout=WAIT_MS)  # its own default is 5 s, too short under load
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +93,10 @@ class Daemon:
     def __init__(self, server: LiveServer, engine: Engine, project: Path) -> None:
         self.server = server
         self.project = project
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() <img src=x id=injected> in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models, "Fix add() <img src=x id=injected> in calc.py.")
 
 
 def _daemon(tmp_path: Path, extra: str = "") -> Iterator[Daemon]:
@@ -136,7 +141,7 @@ def test_new_task_runs_live_to_the_final_diff_and_applies(daemon: Daemon, page: 
     screenshot(page, "new-task")
     start_task(page, daemon)
 
-    sync_api.expect(page.locator("#task-stage")).to_have_text("complete")
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
     stages = page.evaluate("window.__stages")
     assert [s for s in stages if s in ("preprocess", "plan", "code", "review", "complete")] == [
         "preprocess",
@@ -231,7 +236,7 @@ def test_task_view_resumes_with_last_event_id_after_a_drop(daemon: Daemon, page:
 
     page.route("**/api/task/*/events", drop_after_three_events)
     page.goto(f"{daemon.server.url}/#task/{task_id}")
-    sync_api.expect(page.locator("#task-stage")).to_have_text("complete")
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
     assert asked_after == ["0", "3"]
     sync_api.expect(page.locator("#timeline li")).to_have_count(4)
     sync_api.expect(page.locator("#reviews .box")).to_have_count(1)

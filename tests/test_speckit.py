@@ -3,21 +3,16 @@ fixture spec-kit project, with scripted agents in the real engine, pipeline, wor
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from breakingwind.cli import main
-from breakingwind.config import AGENT_NAMES, Settings
-from breakingwind.engine import Engine
-from breakingwind.engine.scripted import ScriptedModel
-from breakingwind.pipeline import Pipeline
 from breakingwind.speckit import (
     MARKER,
     find_feature,
@@ -26,9 +21,8 @@ from breakingwind.speckit import (
     read_tasks,
     specify,
 )
-from breakingwind.store import TaskStore
 from breakingwind.tasks import TaskState, WorkflowOptions
-from tests.conftest import make_settings
+from tests.conftest import Harness, make_harness
 from tests.pipeline_fixtures import (
     CALC,
     COMMENT_DIFF,
@@ -40,6 +34,7 @@ from tests.pipeline_fixtures import (
     review,
 )
 
+T = TypeVar("T")
 HAND_WRITTEN = "---\ndescription: my own specify\n---\n\nDo it my way: $ARGUMENTS\n"
 DESCRIPTION = "Make add() in calc.py return the sum of its arguments"
 
@@ -73,32 +68,6 @@ def two_steps() -> str:
     )
 
 
-@dataclass
-class Harness:
-    settings: Settings
-    engine: Engine
-    project: Path
-    models: dict[str, ScriptedModel]
-
-    def script(self, agent: str, *answers: str) -> None:
-        self.models[agent].enqueue(*answers)
-
-    def run_task(self, text: str) -> TaskState:
-        """One workflow with apply, in this process, like `breakingwind run --apply --local`."""
-
-        async def go() -> TaskState:
-            store = TaskStore(self.settings.storage.database_path)
-            pipeline = Pipeline(self.settings, self.engine, store)
-            try:
-                state = pipeline.submit(text, self.project, WorkflowOptions(apply=True))
-                return await pipeline.wait(state.task_id)
-            finally:
-                await pipeline.shutdown()
-                store.close()
-
-        return asyncio.run(go())
-
-
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     """A spec-kit project: .specify/ and a hand-written Claude command already there."""
@@ -107,24 +76,25 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     (project / ".specify" / "memory" / "constitution.md").write_text("# Constitution\n")
     (project / ".claude" / "commands").mkdir(parents=True)
     (project / ".claude" / "commands" / "speckit.specify.md").write_text(HAND_WRITTEN)
-    settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
-    engine = Engine(settings)  # never started: every agent is scripted
-    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-    for agent, model in models.items():
-        engine.replace_model(agent, model)
-    yield Harness(settings, engine, project, models)
-    engine.close()
+    harness = make_harness(tmp_path, project)
+    yield harness
+    harness.engine.close()
+
+
+def run_task(h: Harness) -> Callable[[str], TaskState]:
+    """One workflow with apply, like `breakingwind run --apply --local`."""
+    return lambda text: h.run(WorkflowOptions(apply=True), task=text)[0]
 
 
 def run_specify(h: Harness, description: str = DESCRIPTION) -> Path:
     h.script("preprocessor", description)
     h.script("planner", plan())
-    return asyncio.run(specify(h.engine, h.settings, h.project, description))
+    return h.in_runtime(lambda runtime: specify(runtime, h.project, description))
 
 
 def run_plan(h: Harness) -> Path:
     h.script("planner", NO_TOOLS, two_steps())
-    return asyncio.run(plan_feature(h.engine, h.settings, h.project, None))
+    return h.in_runtime(lambda runtime: plan_feature(runtime, h.project, None))
 
 
 def test_init_writes_command_files_where_spec_kit_expects_them(harness: Harness) -> None:
@@ -221,7 +191,7 @@ def test_implement_ticks_only_the_approved_task_and_applies_its_diff(harness: Ha
             harness.script("coder", NO_TOOLS, code(COMMENT_DIFF))
             harness.script("reviewer", review("changes_requested", "not what was asked"))
     lines: list[str] = []
-    outcomes = implement_feature(folder, harness.run_task, lines.append)
+    outcomes = implement_feature(folder, run_task(harness), lines.append)
     assert [(o.task_id, o.ticked) for o in outcomes] == [("T001", True), ("T002", False)]
     tasks = read_tasks(folder / "tasks.md")
     assert [(t.task_id, t.done) for t in tasks] == [("T001", True), ("T002", False)]
@@ -241,9 +211,9 @@ def test_implement_stops_at_the_first_failure_unless_keep_going(harness: Harness
             harness.script("coder", NO_TOOLS, code(FIX_DIFF))
             harness.script("reviewer", review("changes_requested", "no"))
     harness.settings.pipeline.max_review_cycles = 1
-    stopped = implement_feature(folder, harness.run_task, lambda _: None)
+    stopped = implement_feature(folder, run_task(harness), lambda _: None)
     assert [o.task_id for o in stopped] == ["T001"]
-    kept_going = implement_feature(folder, harness.run_task, lambda _: None, keep_going=True)
+    kept_going = implement_feature(folder, run_task(harness), lambda _: None, keep_going=True)
     assert [(o.task_id, o.ticked) for o in kept_going] == [("T001", False), ("T002", False)]
     assert (harness.project / "calc.py").read_text() == CALC
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +12,10 @@ import openai
 import pytest
 
 from breakingwind.api.app import create_app
-from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, parse_sse, script_agents
+from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
     FIX_DIFF,
@@ -25,20 +25,16 @@ from tests.pipeline_fixtures import (
     make_project,
     plan,
     review,
+    script_approved_fix,
 )
 
 
 class Scripted:
     def __init__(self, engine: Engine) -> None:
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def approve_first_time(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models)
 
 
 @pytest.fixture
@@ -50,21 +46,6 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Scripted, Path]]:
     with LiveServer(create_app(settings, engine)) as server:
         yield server, scripted, project
     engine.close()
-
-
-def parse_sse(text: str) -> list[dict]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        if fields:
-            events.append(
-                {
-                    "id": int(fields["id"]),
-                    "event": fields["event"],
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return events
 
 
 def test_workflow_streams_numbered_events_to_completion(live: tuple) -> None:
@@ -189,3 +170,30 @@ def test_pipeline_model_streams_progress_as_reasoning_and_the_diff_as_content(
     assert "▶ plan" in reasoning and "Review: approved" in reasoning
     assert "```diff" in content and "+    return a + b" in content
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(
+    live: tuple[LiveServer, Scripted, Path],
+) -> None:
+    server, scripted, _ = live
+    scripted.models["preprocessor"].enqueue(Hang())  # the task's text is what is checked
+    image = "data:image/png;base64," + base64.b64encode(png_bytes(screenshot())).decode()
+    content = [
+        {"type": "text", "text": "Fix this crash."},
+        {"type": "image_url", "image_url": {"url": image}},
+    ]
+    body = {
+        "model": "breakingwind",
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        task_id = response.headers["x-task-id"]
+    task = httpx.get(f"{server.url}/api/task/{task_id}", timeout=10).json()
+    assert "Fix this crash." in task["user_input"]
+    assert "TypeError" in task["user_input"]  # read from the screenshot
+    assert "reverse_words" in task["user_input"]
+    assert httpx.post(f"{server.url}/api/task/{task_id}/cancel", timeout=30).status_code == 200

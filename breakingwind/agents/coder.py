@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from breakingwind.agents.context import char_budget, file_excerpts
 from breakingwind.agents.edits import (
@@ -39,6 +37,7 @@ from breakingwind.engine import Engine, GenerationRequest, generate_structured
 from breakingwind.engine.budget import current_budget
 from breakingwind.errors import TokenBudgetExhausted
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import CoderDraft, CoderOutput, FileChange
 from breakingwind.tools.registry import ToolRegistry
 
 AGENT = "coder"
@@ -56,33 +55,6 @@ def coder_budget(max_tool_calls: int) -> int:
     """The coder stage's token budget for one iteration."""
     edits = MAX_EDITS * (TARGET_TOKENS + RANGE_TOKENS + REPLACEMENT_TOKENS) + TARGET_TOKENS
     return TOOL_TURN_TOKENS * (max_tool_calls + 1) + edits
-
-
-class FileChange(BaseModel):
-    path: str = Field(
-        min_length=1, max_length=240, description="Project-relative path of the file."
-    )
-    diff: str = Field(min_length=1, max_length=60_000, description="A unified diff of this file.")
-    reasoning: str = Field(max_length=400)
-
-
-class CoderDraft(BaseModel):
-    """What a remote model writes; the pipeline adds the iteration number."""
-
-    files_modified: list[FileChange] = Field(min_length=1, max_length=10)
-    tests_created: list[str] = Field(default_factory=list, max_length=10)
-    status: Literal["complete", "partial", "blocked"]
-
-
-class CoderOutput(BaseModel):
-    iteration: int
-    files_modified: list[FileChange] = Field(default_factory=list, max_length=10)
-    tests_created: list[str] = Field(default_factory=list, max_length=10)
-    status: Literal["complete", "partial", "blocked"]
-    edits: int = Field(0, ge=0, description="Edits the coder made (a file may have several).")
-    notes: list[str] = Field(
-        default_factory=list, description="What the edit steps corrected or cut short."
-    )
 
 
 async def write_code(
@@ -137,7 +109,7 @@ async def write_code(
 def _draft_schema(paths: list[str]) -> dict[str, Any]:
     """CoderDraft's JSON schema with each path one of `paths` or a new, well-formed path."""
     schema = CoderDraft.model_json_schema()
-    schema["$defs"]["FileChange"]["properties"]["path"] = {
+    schema["$defs"]["FileChangeDraft"]["properties"]["path"] = {
         "anyOf": [
             {"enum": paths},
             {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_./-]*$", "maxLength": 120},

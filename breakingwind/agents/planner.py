@@ -8,21 +8,21 @@ the task itself the one step, so the pipeline goes on and says why.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from breakingwind.agents.context import char_budget, repo_map
 from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.engine.structured import ATTEMPTS
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import CodebaseContext, Plan, TaskItem
 from breakingwind.tools.files import project_files
 from breakingwind.tools.registry import ToolRegistry
 
 AGENT = "planner"
 READ_ONLY_TOOLS = ["read_file", "search_docs", "find_references", "analyze_codebase"]
-Level = Literal["low", "medium", "high"]
 MAX_STEPS = 3
 MAX_FILES = 6
 MAX_FILE_CHOICES = 200  # paths in the relevant_files enum
@@ -37,25 +37,6 @@ StepId = Annotated[str, Field(pattern="^[1-9]$")]
 def planner_budget(max_tool_calls: int) -> int:
     """The plan stage's token budget: the tool loop plus every attempt at the answer."""
     return TOOL_TURN_TOKENS * (max_tool_calls + 1) + ATTEMPTS * ANSWER_TOKENS
-
-
-class TaskItem(BaseModel):
-    id: str
-    description: str
-    priority: Level
-    dependencies: list[str] = Field(default_factory=list, max_length=10)
-    estimated_complexity: Level
-
-
-class CodebaseContext(BaseModel):
-    relevant_files: list[str] = Field(default_factory=list, max_length=12)
-    architecture_notes: str
-    test_requirements: list[str] = Field(default_factory=list, max_length=10)
-
-
-class Plan(BaseModel):
-    task_breakdown: list[TaskItem] = Field(min_length=1, max_length=10)
-    codebase_context: CodebaseContext
 
 
 class StepAnswer(TaskItem):

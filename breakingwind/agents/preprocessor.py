@@ -9,8 +9,9 @@ nothing, or the material does not fit its context, the source material itself is
 wording is kept only as a summary on top.
 
 Typed text alone needs no cleaning (it is the developer's own words, with nothing misheard or
-misread), so it is passed through without a model call. The model's reply is bounded relative to
-the material: a task statement is never much longer than what it restates.
+misread), so it is passed through without a model call; text that holds rendered speech
+transcripts or screenshot text (`needs_cleaning`) goes to the model. The model's reply is bounded
+relative to the material: a task statement is never much longer than what it restates.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from breakingwind.prompts import render_prompt
 AGENT = "preprocessor"
 CHARS_PER_TOKEN = 3
 PASSTHROUGH = "typed text only: passed through as written, without a model call"
+# Headings of prompts/preprocessor_sources.md under which media text is rendered.
+_MEDIA_HEADING = re.compile(r"^## (Spoken request|Screenshot) \d+ \(", re.MULTILINE)
 _IDENTIFIER = re.compile(
     r"""
       \b[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+\b      # dotted names and files: os.path.join, x.py
@@ -52,9 +55,9 @@ async def preprocess(
     engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
 ) -> PreprocessedTask:
     """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
-    if not request.transcripts and not request.images:
+    if not needs_cleaning(request):
         return PreprocessedTask(request.typed_text.strip(), "", [], False, PASSTHROUGH)
-    material = render_material(request)
+    material = request.render()
     bound = output_budget(material)
     max_tokens = bound if max_tokens is None else min(max_tokens, bound)
     messages = [
@@ -77,19 +80,14 @@ async def preprocess(
     return PreprocessedTask(text, model_text, missing, material_appended=True)
 
 
+def needs_cleaning(request: PreprocessorInput) -> bool:
+    """Whether the request holds speech or screenshot text (given, or already rendered)."""
+    return bool(request.transcripts or request.images or _MEDIA_HEADING.search(request.typed_text))
+
+
 def output_budget(material: str) -> int:
     """Tokens the task statement may take: about the material's length, plus room for a summary."""
     return len(material) // CHARS_PER_TOKEN + 64
-
-
-def render_material(request: PreprocessorInput) -> str:
-    """The request's pieces under clear headings, each exactly as received."""
-    return render_prompt(
-        "preprocessor_sources.md",
-        typed=request.typed_text.strip(),
-        transcripts=[transcript.text for transcript in request.transcripts],
-        images=request.images,
-    )
 
 
 def identifiers(text: str) -> list[str]:

@@ -6,30 +6,23 @@ The test counts in a Review come from running the tests, never from the model: t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from breakingwind.agents.context import char_budget
 from breakingwind.agents.tool_loop import OnDelta
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.engine.structured import ATTEMPTS
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import ReviewDraft
 
 AGENT = "reviewer"
-ReviewStatus = Literal["approved", "changes_requested", "escalate"]
 COMMENT_CHARS = 200
 NEXT_CHARS = 300
 ANSWER_TOKENS = 500  # above what a ReviewAnswer at its bounds takes in typical tokens
 REVIEW_BUDGET = ATTEMPTS * ANSWER_TOKENS  # the review stage's token budget
 Comment = Annotated[str, Field(max_length=COMMENT_CHARS)]
-
-
-class ReviewDraft(BaseModel):
-    review_status: ReviewStatus
-    issues_found: list[str] = Field(default_factory=list, max_length=10)
-    recommendations: list[str] = Field(default_factory=list, max_length=10)
-    next_iteration: str = Field("", description="What the coder should do next, if anything.")
 
 
 class ReviewAnswer(ReviewDraft):
@@ -38,21 +31,6 @@ class ReviewAnswer(ReviewDraft):
     issues_found: list[Comment] = Field(default_factory=list, max_length=4)
     recommendations: list[Comment] = Field(default_factory=list, max_length=3)
     next_iteration: str = Field("", max_length=NEXT_CHARS)
-
-
-class ReviewTestResults(BaseModel):
-    __test__ = False
-
-    passed: int
-    failed: int
-    coverage: float | None
-
-
-class Review(ReviewDraft):
-    test_results: ReviewTestResults
-    overridden: str | None = Field(
-        None, description="Why the pipeline changed the model's verdict (e.g. tests failing)."
-    )
 
 
 async def review_changes(

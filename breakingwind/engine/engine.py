@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,21 +13,25 @@ from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
 from breakingwind.engine.budget import current_budget
 from breakingwind.engine.gguf_file import inspect_gguf
-from breakingwind.engine.tool_calls import ToolCallParser
-from breakingwind.engine.types import GenerationRequest, GenerationResult
-from breakingwind.engine.worker import (
-    GenerationStream,
+from breakingwind.engine.grammars import json_output_grammar
+from breakingwind.engine.output import Reply, retry_messages
+from breakingwind.engine.stream import GenerationStream
+from breakingwind.engine.types import (
+    GenerationRequest,
+    GenerationResult,
     LoadReport,
     ModelSpec,
     ModelState,
-    ModelWorker,
+    PreparedRequest,
     SamplingParams,
 )
+from breakingwind.engine.worker import ModelWorker
 from breakingwind.errors import (
     MemoryBudgetExceeded,
     ModelLoadError,
     ModelUnavailable,
     QueueFull,
+    StructuredOutputError,
     TokenBudgetExhausted,
 )
 from breakingwind.modelfiles.manifest import (
@@ -64,6 +69,16 @@ class Engine:
 
     `start()` begins loading every model in the background (each on its own thread) and returns at
     once; requests wait until their model is ready. `close()` stops the workers.
+
+    Three ways to generate, one `GenerationRequest` (types.py) for all:
+    - `reply(agent, request)` for protocol edges (chat completions, Responses, Messages): a
+      `Reply` whose `chunks()` carry content and parsed tool calls; `reply.result` at the end has
+      usage, finish_reason ("tool_calls" when the model called one) and the calls. Ask for JSON
+      with `request.json_output` (output.py): the engine builds the grammar and checks the output
+      at the end of the stream (`StructuredOutputError`). An edge only translates the chunks.
+    - `complete(agent, request)` for a whole answer (agents, non-streamed responses): the same
+      parsing, and JSON output that fails its check is sent back to the model once.
+    - `stream(agent, request)` for the raw text deltas (benchmarks).
     """
 
     def __init__(self, settings: Settings, manifest: Manifest | None = None) -> None:
@@ -73,6 +88,8 @@ class Engine:
         self._workers: dict[Path, ModelWorker] = {}
         self._remote: dict[str, ModelBackend] = {}
         self._by_agent: dict[str, ModelBackend] = {}
+        # Called with (agent, seconds) after each `complete`, queueing and retries included.
+        self.observers: list[Callable[[str, float], None]] = []
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
             sharing.setdefault(model.path, []).append(agent)
@@ -152,28 +169,30 @@ class Engine:
     async def stream(
         self, agent: str, request: GenerationRequest, wait_for_room: bool = False
     ) -> GenerationStream:
-        """Start a generation on `agent`'s model and return its stream of text deltas.
+        """Start a generation on `agent`'s model and return its raw stream of text deltas.
 
-        Waits for the model to finish loading; raises `ModelUnavailable`, `ContextOverflow` or
-        `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
-        again after each `QueueFull.retry_after_s` instead, for as long as the caller waits
-        (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
-        Inside a `token_budget` scope, `max_tokens` is capped by what the scope has left, and
-        `TokenBudgetExhausted` is raised when nothing is left.
+        The low-level call (benchmarks measure with it): tool-call markup stays in the text and
+        `json_output` is not checked — protocol edges use `reply`, agents `complete`. Waits for
+        the model to finish loading; raises `ModelUnavailable`, `ContextOverflow`, `GrammarError`
+        or `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
+        again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
+        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        Inside a `token_budget` scope (a pipeline stage), `max_tokens` is capped by what the
+        scope has left, `TokenBudgetExhausted` is raised when nothing is left, and the
+        repetition guard follows the scope; elsewhere it follows `engine.repetition_guard`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
-        sampling = _sampling(request, self.settings.agents()[agent])
+        settings = self.settings.agents()[agent]
         budget = current_budget()
+        if budget is not None and budget.left <= 0:
+            raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
         guard = request.repetition_guard
-        if budget is not None:
-            if budget.left <= 0:
-                raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
-            sampling = replace(sampling, max_tokens=min(sampling.max_tokens, budget.left))
-            guard = budget.repetition_guard if guard is None else guard
-        guard = self.settings.engine.repetition_guard if guard is None else guard
-        sampling = replace(sampling, repetition_guard=guard)
-        prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        if guard is None:
+            guard = budget.repetition_guard if budget else self.settings.engine.repetition_guard
+        cap = budget.left if budget is not None else None
+        # Building a grammar and rendering a prompt are CPU work: off the event loop.
+        prepared = await asyncio.to_thread(_prepare, worker, request, settings, guard, cap)
         while True:
             try:
                 return worker.submit(prepared)
@@ -181,6 +200,17 @@ class Engine:
                 if not wait_for_room:
                     raise
                 await asyncio.sleep(exc.retry_after_s)
+
+    async def reply(
+        self, agent: str, request: GenerationRequest, wait_for_room: bool = False
+    ) -> Reply:
+        """Start a generation for a protocol edge: a `Reply` whose chunks carry content and
+        parsed tool calls, checked against `request.json_output` when it ends (see
+        `engine/output.py`). Every edge (chat completions, Responses, Messages) translates these
+        chunks into its own envelope; none parses model text itself. Errors as for `stream`.
+        """
+        stream = await self.stream(agent, request, wait_for_room)
+        return Reply(stream, request.json_output)
 
     async def complete(
         self,
@@ -191,31 +221,58 @@ class Engine:
     ) -> GenerationResult:
         """Generate to the end and return the whole result, tool calls parsed out of the text.
 
+        Output that fails `request.json_output` is sent back to the model once with the problem;
+        a second failure raises `StructuredOutputError`. Output cut off by max_tokens is returned
+        as it is (finish_reason "length"), as OpenAI does: the caller chose the limit.
         `on_delta` sees the raw text as it is generated (progress display, event streams);
         `wait_for_room` as for `stream`.
         """
+        started = time.perf_counter()
+        try:
+            return await self._complete_checked(agent, request, on_delta, wait_for_room)
+        finally:
+            for observe in self.observers:
+                observe(agent, time.perf_counter() - started)
+
+    async def _complete_checked(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None,
+        wait_for_room: bool,
+    ) -> GenerationResult:
+        result, problem = await self._complete_once(agent, request, on_delta, wait_for_room)
+        check = request.json_output
+        if check is None or problem is None:
+            return result
+        assert request.messages is not None
+        retry = replace(
+            request, messages=retry_messages(request.messages, result.text, check.name, problem)
+        )
+        result, problem = await self._complete_once(agent, retry, on_delta, wait_for_room)
+        if problem is not None:
+            raise StructuredOutputError(
+                f"output did not match {check.name}: {problem}", raw_output=result.text
+            )
+        return result
+
+    async def _complete_once(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None,
+        wait_for_room: bool,
+    ) -> tuple[GenerationResult, str | None]:
         stream = await self.stream(agent, request, wait_for_room)
-        async with stream:
-            async for delta in stream:
-                if on_delta is not None:
-                    on_delta(delta)
-            result = stream.result
-            assert result is not None
+        async with Reply(stream, request.json_output, check=False) as reply:
+            async for chunk in reply.chunks():
+                if on_delta is not None and chunk is not None and chunk.text:
+                    on_delta(chunk.text)
+        assert reply.result is not None
         budget = current_budget()
         if budget is not None:
-            budget.used += result.usage.completion_tokens
-        if stream.tool_format is None:
-            return result
-        parser = ToolCallParser(stream.tool_format)
-        head, tail = parser.feed(result.text), parser.finish()
-        if not parser.calls:
-            return result
-        return replace(
-            result,
-            text=head.content + tail.content,
-            tool_calls=parser.calls,
-            finish_reason="tool_calls",
-        )
+            budget.used += reply.result.usage.completion_tokens
+        return reply.result, reply.problem
 
     def status(self) -> dict[str, AgentStatus]:
         statuses = {}
@@ -236,6 +293,28 @@ class Engine:
                 last_error=worker.last_error,
             )
         return statuses
+
+
+def _prepare(
+    worker: ModelBackend,
+    request: GenerationRequest,
+    agent: AgentSettings,
+    repetition_guard: bool,
+    max_tokens_cap: int | None,
+) -> PreparedRequest:
+    """Build the JSON output grammar a request asks for, then let the backend render it."""
+    if request.json_output is not None and request.grammar is None:
+        request = replace(
+            request,
+            grammar=json_output_grammar(request.json_output),
+            json_schema=request.json_output.json_schema,
+        )
+    sampling = _sampling(request, agent)
+    max_tokens = (
+        sampling.max_tokens if max_tokens_cap is None else min(sampling.max_tokens, max_tokens_cap)
+    )
+    sampling = replace(sampling, max_tokens=max_tokens, repetition_guard=repetition_guard)
+    return worker.prepare(request, sampling)
 
 
 def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from breakingwind.engine.engine import Engine
 from breakingwind.engine.grammars import json_schema_grammar
+from breakingwind.engine.output import retry_messages
 from breakingwind.engine.types import GenerationRequest
 from breakingwind.errors import StructuredOutputError
-from breakingwind.prompts import render_prompt
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ATTEMPTS = 2
@@ -45,7 +45,7 @@ async def generate_structured(
     """Ask `agent` for a `schema` instance; retry once with the errors, then raise.
 
     `json_schema` narrows `schema`'s own JSON schema for this call (e.g. paths limited to the
-    project's real files); the reply must satisfy both.
+    project's real files): sampling follows it, and the reply is validated against `schema`.
     """
     if json_schema is None:
         json_schema, grammar = schema.model_json_schema(), grammar_for(schema)
@@ -75,16 +75,7 @@ async def generate_structured(
             errors = _describe(exc, truncated=result.finish_reason == "length")
             if result.looped:
                 errors += "\n- the reply began repeating itself and was stopped; do not repeat"
-        conversation = [
-            *messages,
-            {"role": "assistant", "content": raw},
-            {
-                "role": "user",
-                "content": render_prompt(
-                    "structured_retry.md", schema_name=schema.__name__, errors=errors
-                ),
-            },
-        ]
+        conversation = retry_messages(messages, raw, schema.__name__, errors)
     raise StructuredOutputError(
         f"{agent}: output did not match {schema.__name__} after {ATTEMPTS} attempts: {errors}",
         raw_output=raw,

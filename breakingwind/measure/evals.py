@@ -28,10 +28,9 @@ from typing import Protocol, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from breakingwind.config import Settings
-from breakingwind.engine import Engine
 from breakingwind.errors import BreakingWindError, ConfigError
 from breakingwind.pipeline import Pipeline
-from breakingwind.store import TaskStore
+from breakingwind.runtime import open_runtime
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
 EVALS_DIR = Path(__file__).resolve().parents[2] / "evals"
@@ -133,28 +132,23 @@ async def run_evals(
     parallel: int = 1,
 ) -> list[EvalRecord]:
     """Run `tasks`, up to `parallel` at once (they share each model's batched decode)."""
-    engine = Engine(settings)
-    engine.start()
-    store = TaskStore(settings.storage.database_path)
-    pipeline = Pipeline(settings, engine, store)
     slots = asyncio.Semaphore(parallel)
 
-    async def run(index: int, task: EvalTask, scratch: Path) -> EvalRecord:
+    async def run(pipeline: Pipeline, index: int, task: EvalTask, scratch: Path) -> EvalRecord:
         async with slots:
             reporter.started(index, len(tasks), task)
             record = await _run_one(pipeline, task, scratch, options, index, len(tasks), reporter)
             reporter.finished(index, len(tasks), record)
             return record
 
-    try:
+    async with open_runtime(settings) as runtime:
         with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
             records = await asyncio.gather(
-                *(run(index, task, Path(scratch)) for index, task in enumerate(tasks, 1))
+                *(
+                    run(runtime.pipeline, index, task, Path(scratch))
+                    for index, task in enumerate(tasks, 1)
+                )
             )
-    finally:
-        await pipeline.shutdown()
-        store.close()
-        await asyncio.to_thread(engine.close)
     return list(records)
 
 

@@ -316,12 +316,15 @@ class Pipeline:
                         self._tool_call_event(state, "coder"),
                         tokens.add,
                     )
-            except TimeoutError:
-                error = "you ran out of time before answering; make a smaller change"
+            except (TimeoutError, TokenBudgetExhausted) as exc:
+                # Out of time or tokens is not a wrong answer: the unchanged workspace still
+                # gets its test run and review, whose findings feed the next iteration.
+                reason = str(exc) or "the coder ran out of time"
+                output = CoderOutput(
+                    iteration=len(state.code_iterations) + 1, status="blocked", notes=[reason]
+                )
             except StructuredOutputError as exc:
                 error = f"your reply was not valid JSON for the required schema: {exc}"
-            except TokenBudgetExhausted as exc:
-                error = f"you used up this iteration's tokens before answering: {exc}"
         self._stage_finished(state, "code", budget)
         applied = ""
         if output is not None:

@@ -9,9 +9,12 @@ from typing import Any
 from breakingwind.agents.coder import write_code
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
+from breakingwind.engine.budget import token_budget
+from breakingwind.tasks import CoderOutput
 from breakingwind.tools.registry import ToolRegistry, build_registry
 from tests.conftest import make_settings
 
+TEST_TOKENS = 300
 OPS = """def total(values):
     return sum(values)
 
@@ -50,38 +53,35 @@ async def no_tool_event(*_: Any) -> None:
     return None
 
 
-def code(engine: Engine, registry: ToolRegistry, task: str, feedback: str | None = None):
-    return asyncio.run(
-        write_code(
-            engine,
-            registry,
-            task,
-            '{"task_breakdown": [{"id": "1", "description": "fix mean"}]}',
-            ["calc/ops.py"],
-            feedback,
-            1,
-            0,
-            no_tool_event,
-        )
-    )
+def code(engine: Engine, registry: ToolRegistry, task: str) -> CoderOutput:
+    """One coder iteration inside a stage's token budget, as the pipeline runs it (a small
+    budget keeps the test short: the edits made before it runs out are kept)."""
+
+    async def stage() -> CoderOutput:
+        with token_budget(TEST_TOKENS):
+            return await write_code(
+                engine,
+                registry,
+                task,
+                '{"task_breakdown": [{"id": "1", "description": "fix mean"}]}',
+                ["calc/ops.py"],
+                None,
+                1,
+                0,
+                no_tool_event,
+            )
+
+    return asyncio.run(stage())
 
 
 def test_every_edit_of_the_embedded_model_applies(engine: Engine, tmp_path: Path) -> None:
     registry = registry_for(tmp_path)
-    tasks = [
-        "The mean() function in calc/ops.py gives wrong results. Fix it.",
-        "Add a function median(values) to calc/ops.py and a test for it.",
-        "Rename total to sum_all in calc/ops.py.",
-    ]
-    edits = 0
-    for task in tasks:
-        output = code(engine, registry, task)
-        edits += output.edits
-        changes = [(change.path, change.diff) for change in output.files_modified]
-        applied = apply_file_changes(registry.context.sandbox, changes)
-        assert sorted(applied.files) == sorted(c.path for c in output.files_modified)
-        assert applied.fuzzy_hunks == 0
-    assert edits >= len(tasks)
+    output = code(engine, registry, "Add a function median(values) to calc/ops.py.")
+    changes = [(change.path, change.diff) for change in output.files_modified]
+    applied = apply_file_changes(registry.context.sandbox, changes)
+    assert sorted(applied.files) == sorted(c.path for c in output.files_modified)
+    assert applied.fuzzy_hunks == 0  # each hunk applied exactly where the edit put it
+    assert output.edits >= 1
 
 
 def test_a_file_changed_after_planning_is_edited_as_it_is_now(

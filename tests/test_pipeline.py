@@ -178,15 +178,20 @@ def test_approval_needs_green_tests(harness: Harness) -> None:
     assert final.current_stage == "complete"
 
 
-def test_a_hung_model_runs_out_of_stage_time_and_the_task_still_ends(harness: Harness) -> None:
+def test_a_hung_coder_runs_out_of_time_and_the_cycle_still_tests_and_reviews(
+    harness: Harness,
+) -> None:
     harness.script("planner", NO_TOOLS, plan(), NO_TOOLS, plan())
-    harness.script("coder", Hang(), Hang())
-    options = WorkflowOptions(stage_timeout_s=1.0, max_review_cycles=1)
+    harness.script("coder", Hang(), Hang(), Hang(), Hang())  # tool turn and answer, twice
+    harness.script("reviewer", review("changes_requested", "no change"))
+    harness.script("reviewer", review("changes_requested", "still no change"))
+    options = WorkflowOptions(stage_timeout_s=20.0, max_review_cycles=1)
     final, events = harness.run(options)
     assert final.current_stage == "failed"
     assert final.error_message == "no approved change after 1 cycles and one escalation"
-    errors = [i.error for i in final.code_iterations]
-    assert len(errors) == 2 and all("ran out of time" in (e or "") for e in errors)
+    assert [i.applied for i in final.code_iterations] == [True, True]
+    assert all(i.output.edits == 0 and i.output.notes for i in final.code_iterations)
+    assert events.count("test_results") == 2 and events.count("review") == 2
     assert events[-1] == "failed"
     assert harness.models["coder"].busy is False  # the hung generation was cancelled
 

@@ -63,6 +63,8 @@ def edit_targets(sandbox: Sandbox, preferred: list[str]) -> EditTargets:
     paths: list[str] = []
     refused: dict[str, str] = {}
     for found in project_files(sandbox, sandbox.root):
+        if ".git" in found.relative.split("/"):
+            continue  # a worktree's .git file: never a target (the applier refuses it too)
         reason = _not_editable(found.path, found.size)
         if reason:
             refused[found.relative] = reason

@@ -130,4 +130,5 @@ async def make_plan(
 def project_paths(registry: ToolRegistry) -> list[str]:
     """The project's files, as the tools see them."""
     sandbox = registry.context.sandbox
-    return [found.relative for found in project_files(sandbox, sandbox.root)]
+    found = (file.relative for file in project_files(sandbox, sandbox.root))
+    return [path for path in found if ".git" not in path.split("/")]

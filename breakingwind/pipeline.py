@@ -391,7 +391,7 @@ class Pipeline:
                     issues_found=[f"the review could not be read: {exc}"],
                 )
         self._stage_finished(state, "review", budget)
-        review = _checked_review(draft, tests)
+        review = _checked_review(draft, tests, changed=bool(diff.strip()))
         state = state.model_copy(
             update={
                 "review_results": [*state.review_results, review],
@@ -684,11 +684,15 @@ class TokenEvents:
         self.flush()
 
 
-def _checked_review(draft: ReviewDraft, tests: TestSummary) -> Review:
-    """The review with the real test counts; approval needs green tests, whatever the model says."""
+def _checked_review(draft: ReviewDraft, tests: TestSummary, changed: bool) -> Review:
+    """The review with the real test counts; approval needs green tests and a change, whatever
+    the model says (a task asks for a change: an unchanged workspace solves nothing)."""
     overridden = None
     status = draft.review_status
-    if status == "approved" and not tests.green:
+    if status == "approved" and not changed:
+        status = "changes_requested"
+        overridden = "approval withdrawn: the workspace has no change"
+    elif status == "approved" and not tests.green:
         status = "changes_requested"
         overridden = f"approval withdrawn: {tests.failed} failed, {tests.errors} errors" + (
             ", timed out" if tests.timed_out else ""

@@ -311,3 +311,15 @@ def test_a_data_dir_inside_a_plain_project_is_never_copied(tmp_path: Path) -> No
     assert final.final_output.applied_to_project  # its own data writes did not count as a change
     assert "return a + b" in (project / "calc.py").read_text()
     harness.engine.close()
+
+
+def test_an_unchanged_workspace_is_never_approved(harness: Harness) -> None:
+    same = "--- a/calc.py\n+++ b/calc.py\n@@ -1,1 +1,1 @@\n-def add(a, b):\n+def add(a, b):\n"
+    harness.script("planner", NO_TOOLS, plan(), NO_TOOLS, plan())
+    harness.script("coder", NO_TOOLS, code(same), NO_TOOLS, code(same))
+    harness.script("reviewer", review("approved"), review("approved"))
+    final, _ = harness.run(WorkflowOptions(max_review_cycles=1))
+    assert final.current_stage == "failed"
+    assert [r.overridden for r in final.review_results] == [
+        "approval withdrawn: the workspace has no change"
+    ] * 2

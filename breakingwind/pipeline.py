@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from contextvars import Token
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
 from breakingwind.engine.budget import TokenBudget, token_budget
+from breakingwind.engine.engine import prompt_observer
 from breakingwind.errors import (
     BreakingWindError,
     DiffError,
     InvalidRequest,
+    ProjectChanged,
+    ProjectRefused,
     SandboxViolation,
     StoreError,
     StructuredOutputError,
@@ -38,8 +42,10 @@ from breakingwind.errors import (
     TaskNotFound,
     TokenBudgetExhausted,
     ToolError,
+    WorkspaceError,
 )
 from breakingwind.media import PreprocessorInput
+from breakingwind.projects import allowed_project
 from breakingwind.store import TaskStore
 from breakingwind.tasks import (
     CoderOutput,
@@ -108,9 +114,7 @@ class Pipeline:
         self, user_input: str, project: Path | None = None, options: WorkflowOptions | None = None
     ) -> TaskState:
         """Create a task and start it; returns at once."""
-        root = (project or self.settings.project.root).expanduser().resolve()
-        if not root.is_dir():
-            raise InvalidRequest(f"project {root} is not a folder", param="project")
+        root = allowed_project(project, self.settings)
         if not user_input.strip():
             raise InvalidRequest("the task is empty", param="input")
         state = self.store.create(user_input, root, options or WorkflowOptions())
@@ -241,8 +245,9 @@ class Pipeline:
             TokenEvents(self.store, state.task_id, "preprocessor") as tokens,
             self._token_budget(state, self.settings.preprocessor.max_tokens) as budget,
         ):
-            result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
-            tokens.add(result.model_text)
+            result = await preprocess(
+                self.engine, PreprocessorInput(state.user_input, [], []), on_delta=tokens.add
+            )
         self._stage_finished(state, "preprocess", budget, passthrough=result.passthrough)
         self.store.commit(
             state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
@@ -350,6 +355,7 @@ class Pipeline:
             "iteration": len(state.code_iterations) + 1,
             "applied": error is None,
             "files": files if error is None else [],
+            "diff": applied,
             "error": error,
             "edits": edits,
             "edits_applied": edits if error is None else 0,
@@ -405,6 +411,16 @@ class Pipeline:
                 test_results=tests,
                 open_issues=review.recommendations,
             )
+            if state.options.apply:
+                # Applied before the end is announced, so that the terminal event a client sees
+                # is the task's terminal state: `failed` when the project changed meanwhile.
+                try:
+                    await self._apply_to_project(state, report.diff)
+                except (ProjectChanged, ProjectRefused, WorkspaceError) as exc:
+                    self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
+                    self._fail(state, f"approved, but not applied: {exc}", [str(exc)])
+                    return
+                report = report.model_copy(update={"applied_to_project": True})
             state = state.model_copy(update={"final_output": report})
             self._finish(
                 state,
@@ -413,8 +429,6 @@ class Pipeline:
                 {"report": report.model_dump(mode="json")},
                 review_event=review,
             )
-            if state.options.apply:
-                await self._apply_final(self.store.get(state.task_id))
             return
         self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
         issues = review.issues_found + ([review.next_iteration] if review.next_iteration else [])
@@ -512,15 +526,19 @@ class Pipeline:
             },
         )
 
-    async def _apply_final(self, state: TaskState) -> TaskState:
-        assert state.final_output is not None and state.base_fingerprint is not None
+    async def _apply_to_project(self, state: TaskState, diff: str) -> None:
+        assert state.base_fingerprint is not None
         await asyncio.to_thread(
             apply_to_project,
-            Path(state.project),
-            state.final_output.diff,
+            allowed_project(state.project, self.settings),
+            diff,
             state.base_fingerprint,
             self.settings.storage.data_dir,
         )
+
+    async def _apply_final(self, state: TaskState) -> TaskState:
+        assert state.final_output is not None
+        await self._apply_to_project(state, state.final_output.diff)
         report = state.final_output.model_copy(update={"applied_to_project": True})
         self.store.commit(state.model_copy(update={"final_output": report}))
         return self.store.get(state.task_id)
@@ -651,13 +669,19 @@ class Pipeline:
 
 
 class TokenEvents:
-    """Collects an agent's generated text and records it as `token` events in batches."""
+    """An agent's generated text as `token` events, each flushed within `TOKEN_FLUSH_S`, and a
+    `prefill` event each time the agent starts reading a prompt (the wait before its first token).
+
+    Each `token` event says how many deltas it holds (`tokens`: one per generated token from a
+    local model) so a client can show tokens per second without counting text.
+    """
 
     def __init__(self, store: TaskStore, task_id: str, agent: str) -> None:
         self.store, self.task_id, self.agent = store, task_id, agent
         self._buffer: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._observing: Token[Callable[[int], None] | None] | None = None
 
     def add(self, text: str) -> None:
         if not text:
@@ -669,18 +693,30 @@ class TokenEvents:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(TOKEN_FLUSH_S, self.flush)
 
+    def prefill(self, prompt_tokens: int) -> None:
+        self.flush()
+        self.store.add_event(
+            self.task_id, "prefill", {"agent": self.agent, "prompt_tokens": prompt_tokens}
+        )
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._buffer:
+            count = len(self._buffer)
             text, self._buffer, self._size = "".join(self._buffer), [], 0
-            self.store.add_event(self.task_id, "token", {"agent": self.agent, "text": text})
+            self.store.add_event(
+                self.task_id, "token", {"agent": self.agent, "text": text, "tokens": count}
+            )
 
     def __enter__(self) -> TokenEvents:
+        self._observing = prompt_observer.set(self.prefill)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._observing is not None:
+            prompt_observer.reset(self._observing)
         self.flush()
 
 

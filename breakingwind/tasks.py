@@ -109,6 +109,7 @@ EventType = Literal[
     "task_created",
     "stage_started",
     "stage_finished",
+    "prefill",
     "token",
     "tool_call",
     "plan",

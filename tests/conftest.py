@@ -278,23 +278,27 @@ max_tokens = 160
 """
 
 
-def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
-    agents = "".join(
-        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
-    )
-    return write_config(
-        tmp_path,
-        f"""
+def daemon_toml(port: int, project: Path, extra: str = "", server: str = "") -> str:
+    """A daemon's config.toml: `port`, data in ./data, `project`, models in ./models."""
+    return f"""
 [server]
 port = {port}
+{server}
 [storage]
 data_dir = "data"
 [project]
 root = "{project}"
 [engine]
 models_dir = "models"
-{FAST}{agents}""",
+{extra}"""
+
+
+def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
+    """The embedded model's daemon with small budgets (a whole workflow in tens of seconds)."""
+    agents = "".join(
+        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
     )
+    return write_config(tmp_path, daemon_toml(port, project, FAST + agents))
 
 
 class Daemon:

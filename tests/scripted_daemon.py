@@ -25,7 +25,7 @@ from breakingwind.api.server import server_config
 from breakingwind.config import load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Answer, Hang
-from tests.conftest import Daemon, scripted_engine
+from tests.conftest import Daemon, daemon_toml, scripted_engine, write_config
 
 
 def script_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) -> Engine:
@@ -39,20 +39,12 @@ def script_engine(config: Path, script: dict[str, list[str | dict[str, bool]]]) 
 # --- driving it from a test ------------------------------------------------------------------
 
 HANG = {"hang": True}
-KILL_CONFIG = """
-[server]
-port = {port}
-shutdown_grace_s = 5
-[storage]
-data_dir = "data"
-[project]
-root = "{project}"
-[engine]
-models_dir = "models"
-[tools.run_tests]
-coverage = false
-{extra}
-"""
+
+
+def scripted_config(tmp_path: Path, port: int, project: Path, extra: str = "") -> Path:
+    """The config.toml of a scripted daemon over `project` (quick to stop, no coverage)."""
+    extra = "[tools.run_tests]\ncoverage = false\n" + extra
+    return write_config(tmp_path, daemon_toml(port, project, extra, "shutdown_grace_s = 5"))
 
 
 def start_scripted(

@@ -205,6 +205,38 @@ def test_chat_streams_an_agent_models_answer(daemon: Daemon, page: object) -> No
     screenshot(page, "chat")
 
 
+def test_task_view_says_when_a_model_reads_its_prompt(daemon: Daemon, page: object) -> None:
+    daemon.script_approved_fix()
+    daemon.models["planner"].prompt_tokens = 6000
+    start_task(page, daemon)
+    planner = page.get_by_label("planner output")
+    sync_api.expect(planner).to_contain_text("(reading 6,000 tokens…)", timeout=TASK_MS)
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
+
+
+def test_chat_defaults_to_the_coder_and_names_the_pipelines_folder(
+    daemon: Daemon, page: object
+) -> None:
+    daemon.models["coder"].enqueue("Hello.")
+    page.goto(f"{daemon.server.url}/#chat")
+    model = page.get_by_label("Model", exact=True)
+    sync_api.expect(model).to_have_value("breakingwind-coder")
+    note = page.locator("#chat-note")
+    sync_api.expect(note).to_contain_text("coder's model; it reads and changes no file")
+    screenshot(page, "chat-default")
+    page.get_by_label("Message").fill("hi")
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator(".msg.assistant .content")).to_have_text("Hello.")
+    tasks = httpx.get(f"{daemon.server.url}/api/tasks", timeout=10).json()
+    assert tasks["total"] == 0  # "hi" started no coding task
+
+    model.select_option("breakingwind")
+    sync_api.expect(note).to_contain_text(
+        f"starts a coding task (preprocess, plan, code, review) on {daemon.project}"
+    )
+    screenshot(page, "chat-pipeline")
+
+
 @pytest.fixture
 def keyed_daemon(tmp_path: Path) -> Iterator[Daemon]:
     yield from _daemon(tmp_path, '[server]\napi_key = "s3cret"')

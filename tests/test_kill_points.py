@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import parse_sse, started, watch_until, write_config
+from tests.conftest import parse_sse, started, watch_until
 from tests.pipeline_fixtures import (
     CALC,
     COMMENT_DIFF,
@@ -32,7 +32,7 @@ from tests.pipeline_fixtures import (
     plan,
     review,
 )
-from tests.scripted_daemon import HANG, KILL_CONFIG, event, start_scripted
+from tests.scripted_daemon import HANG, event, scripted_config, start_scripted
 
 # The uninterrupted run: a first diff that applies but fixes nothing (rejected), then the fix.
 WHOLE_RUN = {
@@ -106,7 +106,7 @@ def test_killed_at_each_transition_the_task_resumes_intact(
     point: str, tmp_path: Path, free_port: int, clean_env: dict[str, str]
 ) -> None:
     project = make_project(tmp_path / "project")
-    write_config(tmp_path, KILL_CONFIG.format(port=free_port, project=project, extra=KEEP))
+    scripted_config(tmp_path, free_port, project, KEEP)
     kill = KILL_POINTS[point]
     daemon = start_scripted(tmp_path, free_port, clean_env, kill.script)
     try:

@@ -126,11 +126,37 @@ def test_cancel_and_apply_over_http(live: tuple) -> None:
     assert "return a + b" in (project / "calc.py").read_text()
 
 
+def test_apply_onto_a_changed_project_ends_the_stream_failed(live: tuple) -> None:
+    """The terminal event a client sees is the task's stored terminal state."""
+    server, scripted, project = live
+
+    def approve_after_a_local_edit(request: object) -> str:
+        (project / "calc.py").write_text(CALC + "\n# edited while the task ran\n")
+        return review("approved")
+
+    scripted.models["preprocessor"].enqueue("Fix add() in calc.py.")
+    scripted.models["planner"].enqueue(NO_TOOLS, plan())
+    scripted.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
+    scripted.models["reviewer"].enqueue(approve_after_a_local_edit)
+    body = {"input": TASK, "options": {"apply": True}}
+    response = httpx.post(f"{server.url}/api/workflow", json=body, timeout=120)
+    events = parse_sse(response.text)
+    stored = httpx.get(f"{server.url}/api/task/{response.headers['x-task-id']}").json()
+    assert stored["current_stage"] == "failed"
+    assert events[-1]["event"] == "failed"
+    assert "completed" not in [e["event"] for e in events]
+    assert "changed since the task started" in events[-1]["data"]["error"]
+    assert "+    return a + b" in events[-1]["data"]["report"]["diff"]  # to apply by hand
+    assert "edited while the task ran" in (project / "calc.py").read_text()
+    assert "return a - b" in (project / "calc.py").read_text()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
         ({"input": ""}, 400, "input"),
-        ({"input": "x", "project": "/definitely/not/here"}, 400, "project"),
+        ({"input": "x", "project": "/definitely/not/here"}, 403, "project"),  # outside
+        ({"input": "x", "project": "not/here"}, 400, "project"),  # inside the root, missing
         ({"input": "x", "options": {"max_review_cycles": 0}}, 400, "options.max_review_cycles"),
         ({"task": "x"}, 400, "input"),
     ],

@@ -14,9 +14,9 @@ from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import TaskState
-from tests.conftest import make_settings, scripted_engine, started, watch_until, write_config
+from tests.conftest import make_settings, scripted_engine, started, watch_until
 from tests.pipeline_fixtures import FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
-from tests.scripted_daemon import HANG, KILL_CONFIG, start_scripted
+from tests.scripted_daemon import HANG, scripted_config, start_scripted
 
 TASKS = 3
 APPROVED = {
@@ -93,7 +93,7 @@ def test_after_a_sigkill_the_next_start_leaves_no_workspace(
     tmp_path: Path, free_port: int, clean_env: dict[str, str]
 ) -> None:
     project = make_project(tmp_path / "project")
-    write_config(tmp_path, KILL_CONFIG.format(port=free_port, project=project, extra=""))
+    scripted_config(tmp_path, free_port, project)
     daemon = start_scripted(tmp_path, free_port, clean_env, {**APPROVED, "reviewer": [HANG]})
     try:
         task_id, _ = watch_until(daemon, started("review"))  # killed while its tests run

@@ -17,6 +17,7 @@ relative to the material: a task statement is never much longer than what it res
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from breakingwind.engine import Engine, GenerationRequest
@@ -52,9 +53,13 @@ class PreprocessedTask:
 
 
 async def preprocess(
-    engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
+    engine: Engine,
+    request: PreprocessorInput,
+    max_tokens: int | None = None,
+    on_delta: Callable[[str], None] | None = None,
 ) -> PreprocessedTask:
-    """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
+    """Merge the request into one task statement, guaranteeing identifiers survive verbatim;
+    `on_delta` sees the model's text as it is generated."""
     if not needs_cleaning(request):
         return PreprocessedTask(request.typed_text.strip(), "", [], False, PASSTHROUGH)
     material = request.render()
@@ -68,6 +73,7 @@ async def preprocess(
         result = await engine.complete(
             AGENT,
             GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=0.0),
+            on_delta=on_delta,
             wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         model_text = result.text.strip()

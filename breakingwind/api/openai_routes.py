@@ -62,24 +62,28 @@ def agent_for_model(engine: Engine, model: str) -> str | None:
     return ids[model]
 
 
-def _model_card(engine: Engine, model_id: str, agent: str | None) -> dict[str, Any]:
+def _model_card(request: Request, model_id: str, agent: str | None) -> dict[str, Any]:
+    """An OpenAI model object; an agent's says its context, the pipeline's the folder its tasks
+    work on when a request names none (the dashboard shows it before a chat starts a task)."""
     card: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": OWNER}
     if agent is not None:
-        card["context_length"] = engine.worker(agent).n_ctx
+        card["context_length"] = request.app.state.engine.worker(agent).n_ctx
         card["agent"] = agent
+    else:
+        card["project"] = str(request.app.state.settings.project.root)
     return card
 
 
 async def list_models(request: Request) -> Response:
     engine: Engine = request.app.state.engine
-    data = [_model_card(engine, mid, agent) for mid, agent in model_ids(engine).items()]
+    data = [_model_card(request, mid, agent) for mid, agent in model_ids(engine).items()]
     return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     model_id = request.path_params["model_id"]
-    return JSONResponse(_model_card(engine, model_id, agent_for_model(engine, model_id)))
+    return JSONResponse(_model_card(request, model_id, agent_for_model(engine, model_id)))
 
 
 # --- chat ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +45,12 @@ from breakingwind.modelfiles.manifest import (
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+# Who hears, in the current asyncio task, how many prompt tokens a generation reads before its
+# first token (the pipeline shows "reading N tokens…" while a big model prefills). A context
+# variable, so an observer set by one task never hears another task's generations.
+prompt_observer: ContextVar[Callable[[int], None] | None] = ContextVar(
+    "prompt_observer", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,9 @@ class Engine:
         cap = budget.left if budget is not None else None
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
         prepared = await asyncio.to_thread(_prepare, worker, request, settings, guard, cap)
+        observer = prompt_observer.get()
+        if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
+            observer(len(prepared.tokens))
         while True:
             try:
                 return worker.submit(prepared)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from breakingwind.config import Settings
 from breakingwind.errors import BreakingWindError, ConfigError
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowing
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
@@ -132,6 +133,7 @@ async def run_evals(
     parallel: int = 1,
 ) -> list[EvalRecord]:
     """Run `tasks`, up to `parallel` at once (they share each model's batched decode)."""
+    settings = settings.in_process("eval")  # never the daemon's store
     slots = asyncio.Semaphore(parallel)
 
     async def run(pipeline: Pipeline, index: int, task: EvalTask, scratch: Path) -> EvalRecord:
@@ -141,8 +143,8 @@ async def run_evals(
             reporter.finished(index, len(tasks), record)
             return record
 
-    async with open_runtime(settings) as runtime:
-        with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+        async with open_runtime(allowing(settings, Path(scratch))) as runtime:
             records = await asyncio.gather(
                 *(
                     run(runtime.pipeline, index, task, Path(scratch))

@@ -40,7 +40,7 @@ def test_the_guard_stops_a_looping_generation(engine: Engine) -> None:
     guarded = generate(engine, True)
     assert guarded.looped and guarded.finish_reason == "stop"
     assert guarded.usage.completion_tokens < 300
-    assert unguarded.text.startswith(guarded.text)
+    assert guarded.text.rstrip().endswith("ha ha ha")  # cut inside the loop
 
 
 def test_the_guard_is_off_by_default_outside_a_pipeline_stage(engine: Engine) -> None:

@@ -22,7 +22,9 @@
      │    ├── QueueFull            the model's request queue is at its bound (retry later)
      │    ├── ContextOverflow      the prompt does not fit the model's context window
      │    ├── TemplateError        the chat template could not render the messages
+     │    ├── EmptyPrompt          the request renders to no tokens at all (400)
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
+     │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
      │    ├── TokenBudgetExhausted   a pipeline stage has generated all the tokens it may
@@ -192,8 +194,21 @@ class TemplateError(EngineError):
     """The model's chat template refused the messages (e.g. roles out of order)."""
 
 
+class EmptyPrompt(EngineError):
+    """The prompt (after the chat template) has no tokens: there is nothing to continue."""
+
+
 class GrammarError(EngineError):
     """A JSON schema could not be turned into a sampling grammar."""
+
+
+class GrammarLimitExceeded(GrammarError):
+    """A schema or grammar is over one of the `engine.grammar` bounds; `limit` names it."""
+
+    def __init__(self, message: str, limit: str, param: str | None = None) -> None:
+        self.limit = limit
+        self.param = param
+        super().__init__(message)
 
 
 class GenerationFailed(EngineError):

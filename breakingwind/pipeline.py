@@ -100,6 +100,7 @@ class Pipeline:
         self.test_observers: list[Callable[[float], None]] = []  # seconds of each test run
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
+        self._applying: set[str] = set()
         self._workspaces: dict[str, Workspace] = {}
         self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
             "preprocess": self._preprocess,
@@ -164,6 +165,14 @@ class Pipeline:
             await asyncio.gather(task, return_exceptions=True)
         return self.store.get(task_id)
 
+    def cancel_soon(self, task_id: str) -> None:
+        """Start cancelling a running task without waiting for it (its client hung up); the
+        task records `cancelled` as `cancel` does. A task that is not running is left alone."""
+        task = self._running.get(task_id)
+        if task is not None and not task.done():
+            self._cancelling.add(task_id)
+            task.cancel()
+
     async def apply(self, task_id: str) -> TaskState:
         """Apply a completed task's diff to the project, if the project did not change since."""
         state = self.store.get(task_id)
@@ -171,7 +180,13 @@ class Pipeline:
             raise TaskConflict(f"task {task_id} is {state.current_stage}, not complete")
         if state.final_output.applied_to_project:
             raise TaskConflict(f"task {task_id}'s diff was already applied")
-        return await self._apply_final(state)
+        if task_id in self._applying:  # a second apply while the first is still writing
+            raise TaskConflict(f"task {task_id}'s diff is being applied")
+        self._applying.add(task_id)
+        try:
+            return await self._apply_final(state)
+        finally:
+            self._applying.discard(task_id)
 
     async def wait(self, task_id: str) -> TaskState:
         task = self._running.get(task_id)

@@ -22,8 +22,10 @@ from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
     CorruptMedia,
+    EmptyPrompt,
     EngineError,
     GrammarError,
+    GrammarLimitExceeded,
     HeadersTooLarge,
     InvalidToolArguments,
     MediaError,
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
+    EmptyPrompt: (400, "invalid_request_error", "empty_prompt"),
+    GrammarLimitExceeded: (400, "invalid_request_error", "schema_too_large"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
     SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),
     TaskNotFound: (404, "invalid_request_error", "task_not_found"),
@@ -111,6 +115,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, SandboxViolation):
         body["error"]["rule"] = exc.rule
+    if isinstance(exc, GrammarLimitExceeded):
+        body["error"]["limit"] = exc.limit
     if isinstance(exc, ContextOverflow):
         body["error"]["prompt_tokens"] = exc.prompt_tokens
         body["error"]["context_length"] = exc.n_ctx

@@ -102,7 +102,9 @@ class Engine:
             sharing.setdefault(model.path, []).append(agent)
         for path, agents in sharing.items():
             spec = _model_spec(path, agents, self.models, settings)
-            self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+            self._workers[path] = ModelWorker(
+                spec, settings.engine.max_queue, settings.engine.grammar
+            )
         for agent, agent_settings in settings.agents().items():
             if agent_settings.is_remote:
                 # Imported only when used: an engine of local models needs no HTTP client.
@@ -183,14 +185,15 @@ class Engine:
         the model to finish loading; raises `ModelUnavailable`, `ContextOverflow`, `GrammarError`
         or `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
-        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
-        Inside a `token_budget` scope (a pipeline stage), `max_tokens` is capped by what the
-        scope has left, `TokenBudgetExhausted` is raised when nothing is left, and the
-        repetition guard follows the scope; elsewhere it follows `engine.repetition_guard`.
+        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503), and the
+        stream ends in `QueueFull` if no slot and KV room free up within `engine.queue_wait_s`.
+        `max_tokens` is cut to `engine.max_tokens_limit`. Inside a `token_budget` scope (a
+        pipeline stage), `max_tokens` is also capped by what the scope has left,
+        `TokenBudgetExhausted` is raised when nothing is left, and the repetition guard follows
+        the scope; elsewhere it follows `engine.repetition_guard`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
-        settings = self.settings.agents()[agent]
         budget = current_budget()
         if budget is not None and budget.left <= 0:
             raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
@@ -199,7 +202,11 @@ class Engine:
             guard = budget.repetition_guard if budget else self.settings.engine.repetition_guard
         cap = budget.left if budget is not None else None
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
-        prepared = await asyncio.to_thread(_prepare, worker, request, settings, guard, cap)
+        prepared = await asyncio.to_thread(
+            _prepare, worker, request, self.settings, agent, guard, cap
+        )
+        if not wait_for_room:
+            prepared = replace(prepared, max_wait_s=self.settings.engine.queue_wait_s)
         observer = prompt_observer.get()
         if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
             observer(len(prepared.tokens))
@@ -308,22 +315,26 @@ class Engine:
 def _prepare(
     worker: ModelBackend,
     request: GenerationRequest,
-    agent: AgentSettings,
+    settings: Settings,
+    agent: str,
     repetition_guard: bool,
     max_tokens_cap: int | None,
 ) -> PreparedRequest:
-    """Build the JSON output grammar a request asks for, then let the backend render it."""
+    """Build the JSON output grammar a request asks for (within `engine.grammar`), cap its
+    tokens at `engine.max_tokens_limit`, then let the backend render it."""
     if request.json_output is not None and request.grammar is None:
         request = replace(
             request,
-            grammar=json_output_grammar(request.json_output),
+            grammar=json_output_grammar(request.json_output, settings.engine.grammar),
             json_schema=request.json_output.json_schema,
         )
-    sampling = _sampling(request, agent)
-    max_tokens = (
-        sampling.max_tokens if max_tokens_cap is None else min(sampling.max_tokens, max_tokens_cap)
+    sampling = _sampling(request, settings.agents()[agent])
+    limit = settings.engine.max_tokens_limit
+    if max_tokens_cap is not None:
+        limit = min(limit, max_tokens_cap)
+    sampling = replace(
+        sampling, max_tokens=min(sampling.max_tokens, limit), repetition_guard=repetition_guard
     )
-    sampling = replace(sampling, max_tokens=max_tokens, repetition_guard=repetition_guard)
     return worker.prepare(request, sampling)
 
 

@@ -187,3 +187,4 @@ class PreparedRequest:
     stop: list[str]
     sampling: SamplingParams
     tool_format: ToolCallFormat | None = None  # set when tools were offered
+    max_wait_s: float | None = None  # waiting longer for a slot ends in QueueFull (None: wait)

@@ -29,10 +29,12 @@ from llama_cpp import Llama, LlamaGrammar
 from llama_cpp import _internals as internals
 from llama_cpp._internals import LlamaSampler
 
+from breakingwind.config import GrammarLimits
 from breakingwind.engine import llama_logs
 from breakingwind.engine.batching import Batcher, Sequence
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
+from breakingwind.engine.grammars import DEFAULT_LIMITS, check_grammar_limits
 from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.tool_calls import tool_call_grammar
 from breakingwind.engine.types import (
@@ -47,6 +49,7 @@ from breakingwind.engine.types import (
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
+    EmptyPrompt,
     GenerationFailed,
     GrammarError,
     ModelLoadError,
@@ -106,8 +109,11 @@ class ModelWorker:
     base_url: str | None = None
     last_error: str | None = None  # load failures are `state`/`error`; requests do not degrade
 
-    def __init__(self, spec: ModelSpec, max_queue: int) -> None:
+    def __init__(
+        self, spec: ModelSpec, max_queue: int, grammar_limits: GrammarLimits = DEFAULT_LIMITS
+    ) -> None:
         self.spec = spec
+        self.grammar_limits = grammar_limits
         self.name = spec.path.name
         self.max_queue = max_queue
         self.n_parallel = max(1, min(spec.n_parallel, spec.n_batch))
@@ -183,8 +189,14 @@ class ModelWorker:
                 tool_format = self._template.tool_format
                 try:
                     constraint = tool_call_grammar(
-                        tools, request.tool_choice, tool_format, request.parallel_tool_calls
+                        tools,
+                        request.tool_choice,
+                        tool_format,
+                        request.parallel_tool_calls,
+                        self.grammar_limits,
                     )
+                except GrammarError:
+                    raise
                 except Exception as exc:  # the converter raises bare errors on odd schemas
                     message = f"the tools' parameter schemas are not usable: {exc}"
                     raise GrammarError(message) from None
@@ -207,7 +219,7 @@ class ModelWorker:
         if len(tokens) >= n_ctx:
             raise ContextOverflow(len(tokens), n_ctx)
         if not tokens:
-            raise GenerationFailed("the prompt is empty")
+            raise EmptyPrompt("the prompt is empty: there is nothing to continue")
         return PreparedRequest(tokens, stop, sampling, tool_format)
 
     def _fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
@@ -223,7 +235,9 @@ class ModelWorker:
 
     def _check_grammar(self, grammar: str) -> None:
         """Parse the grammar once here: llama.cpp returns no sampler for a bad one, and adding
-        that to a chain would crash the worker thread."""
+        that to a chain would crash the worker thread. Too large or too deeply nested a grammar
+        never reaches the parser: its recursion would overflow the stack."""
+        check_grammar_limits(grammar, self.grammar_limits)
         sampler = llama_cpp.llama_sampler_init_grammar(
             self._llm._model.vocab, grammar.encode("utf-8"), b"root"
         )
@@ -311,9 +325,24 @@ class ModelWorker:
                 item.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
                 continue
             if admitted is None:
+                self._expire_waiting(waiting)
                 return
             waiting.popleft()
             self._left_queue()
+
+    def _expire_waiting(self, waiting: deque[Job | _Call]) -> None:
+        """End requests that waited past their `max_wait_s` for a slot and KV room with
+        `QueueFull`, so a client gets a 503 it can retry instead of its own timeout."""
+        now = time.monotonic()
+        for item in list(waiting):
+            if not isinstance(item, Job):
+                continue
+            limit = item.prepared.max_wait_s
+            if limit is not None and now - item.enqueued_at > limit:
+                waiting.remove(item)
+                self._left_queue()
+                message = f"model {self.name} is busy: no slot or KV room within {limit:g}s"
+                item.emit(QueueFull(message, retry_after_s=max(1, min(10, round(limit / 4)))))
 
     def _step(self) -> None:
         assert self._batcher is not None

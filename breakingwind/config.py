@@ -193,6 +193,9 @@ class PipelineSettings(_Section):
     coder_max_tool_calls: int = Field(
         4, ge=0, le=50, description="read_file calls the coder may make per iteration."
     )
+    repetition_guard: bool = Field(
+        True, description="Stop an agent's generation when it starts looping (fed back as error)."
+    )
     keep_workspaces: bool = Field(
         False,
         description="Keep each finished task's workspace under data_dir/workspaces to inspect it"
@@ -248,6 +251,11 @@ class EngineSettings(_Section):
         le=256,
         description="Requests one model generates at the same time, sharing each decode"
         " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
+    )
+    repetition_guard: bool = Field(
+        False,
+        description="Stop /v1 generations whose output starts looping (the same n-gram over and"
+        " over). Pipeline agents follow pipeline.repetition_guard.",
     )
     max_tokens_limit: int = Field(
         8192,

@@ -27,6 +27,7 @@
      │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
+     │    ├── TokenBudgetExhausted   a pipeline stage has generated all the tokens it may
      │    └── BackendError         a remote serving engine (backend = "openai") failed a request
      │         ├── BackendUnavailable  unreachable, connection lost, or busy (429/5xx) after retries
      │         ├── BackendTimeout      no connection or no bytes within the configured timeout
@@ -220,6 +221,10 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class TokenBudgetExhausted(EngineError):
+    """A pipeline stage has generated as many tokens as its budget allows."""
 
 
 class BackendError(EngineError):

@@ -27,6 +27,7 @@ import llama_cpp
 import numpy as np
 
 from breakingwind.engine.lookup import PromptLookup
+from breakingwind.engine.repetition import MIN_SPAN, loop_period
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import FinishReason, GenerationResult, Timings, Usage
 from breakingwind.errors import GenerationFailed
@@ -106,6 +107,8 @@ class Sequence:
             else None
         )
         self.drafted = self.accepted = 0
+        self.guard = prepared.sampling.repetition_guard
+        self.looped = False
         self.matcher = StopMatcher(prepared.stop)
         self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pieces: list[str] = []
@@ -354,6 +357,9 @@ class Batcher:
             seq.job.emit(delta)
         if seq.matcher.stopped:
             return "stop"
+        if seq.guard and seq.generated >= MIN_SPAN and loop_period(seq.history, seq.prompt_len):
+            seq.looped = True
+            return "stop"
         if seq.generated >= seq.budget:
             return "length"
         return None
@@ -390,6 +396,7 @@ class Batcher:
                     finished_at=finished,
                 ),
                 model=self._model,
+                looped=seq.looped,
             ),
         )
 

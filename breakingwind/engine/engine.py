@@ -12,6 +12,7 @@ from pathlib import Path
 
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
+from breakingwind.engine.budget import current_budget
 from breakingwind.engine.gguf_file import inspect_gguf
 from breakingwind.engine.grammars import json_output_grammar
 from breakingwind.engine.output import Reply, retry_messages
@@ -32,6 +33,7 @@ from breakingwind.errors import (
     ModelUnavailable,
     QueueFull,
     StructuredOutputError,
+    TokenBudgetExhausted,
 )
 from breakingwind.modelfiles.manifest import (
     Manifest,
@@ -185,12 +187,24 @@ class Engine:
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
         pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503), and the
         stream ends in `QueueFull` if no slot and KV room free up within `engine.queue_wait_s`.
-        `max_tokens` is cut to `engine.max_tokens_limit`.
+        `max_tokens` is cut to `engine.max_tokens_limit`. Inside a `token_budget` scope (a
+        pipeline stage), `max_tokens` is also capped by what the scope has left,
+        `TokenBudgetExhausted` is raised when nothing is left, and the repetition guard follows
+        the scope; elsewhere it follows `engine.repetition_guard`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
+        budget = current_budget()
+        if budget is not None and budget.left <= 0:
+            raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
+        guard = request.repetition_guard
+        if guard is None:
+            guard = budget.repetition_guard if budget else self.settings.engine.repetition_guard
+        cap = budget.left if budget is not None else None
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
-        prepared = await asyncio.to_thread(_prepare, worker, request, self.settings, agent)
+        prepared = await asyncio.to_thread(
+            _prepare, worker, request, self.settings, agent, guard, cap
+        )
         if not wait_for_room:
             prepared = replace(prepared, max_wait_s=self.settings.engine.queue_wait_s)
         observer = prompt_observer.get()
@@ -272,6 +286,9 @@ class Engine:
                 if on_delta is not None and chunk is not None and chunk.text:
                     on_delta(chunk.text)
         assert reply.result is not None
+        budget = current_budget()
+        if budget is not None:
+            budget.used += reply.result.usage.completion_tokens
         return reply.result, reply.problem
 
     def status(self) -> dict[str, AgentStatus]:
@@ -296,7 +313,12 @@ class Engine:
 
 
 def _prepare(
-    worker: ModelBackend, request: GenerationRequest, settings: Settings, agent: str
+    worker: ModelBackend,
+    request: GenerationRequest,
+    settings: Settings,
+    agent: str,
+    repetition_guard: bool,
+    max_tokens_cap: int | None,
 ) -> PreparedRequest:
     """Build the JSON output grammar a request asks for (within `engine.grammar`), cap its
     tokens at `engine.max_tokens_limit`, then let the backend render it."""
@@ -307,8 +329,12 @@ def _prepare(
             json_schema=request.json_output.json_schema,
         )
     sampling = _sampling(request, settings.agents()[agent])
-    if sampling.max_tokens > settings.engine.max_tokens_limit:
-        sampling = replace(sampling, max_tokens=settings.engine.max_tokens_limit)
+    limit = settings.engine.max_tokens_limit
+    if max_tokens_cap is not None:
+        limit = min(limit, max_tokens_cap)
+    sampling = replace(
+        sampling, max_tokens=min(sampling.max_tokens, limit), repetition_guard=repetition_guard
+    )
     return worker.prepare(request, sampling)
 
 

@@ -67,6 +67,13 @@ class GenerationRequest:
     tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
     parallel_tool_calls: bool = True
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
+    # Stop when the output starts looping (engine/repetition.py); `GenerationResult.looped` says.
+    # None: on inside a pipeline stage's token budget (engine/budget.py), else
+    # engine.repetition_guard (off by default: the /v1 API).
+    repetition_guard: bool | None = None
+    # With `messages`: text the assistant's reply already begins with (rendered after the
+    # template's generation prompt, prefilled, not generated). Local models only.
+    assistant_prefix: str = ""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -110,6 +117,7 @@ class GenerationResult:
     timings: Timings
     model: str
     tool_calls: list[ToolCall] = field(default_factory=list)
+    looped: bool = False  # the repetition guard ended it (finish_reason is "stop")
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -171,6 +179,7 @@ class SamplingParams:
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
     draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
+    repetition_guard: bool = False  # stop when the output loops (engine/repetition.py)
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ class ModelWorker:
                     grammar=constraint.grammar,
                     grammar_triggers=tuple(constraint.lazy_triggers),
                 )
-            text, add_bos = rendered.text, not rendered.has_bos
+            text, add_bos = rendered.text + request.assistant_prefix, not rendered.has_bos
             stop += [s for s in rendered.stop if s and not self._is_stop_token_text(s)]
         else:
             text, add_bos = request.prompt or "", True

@@ -97,7 +97,6 @@ def test_no_read_only_tool_returns_a_secret(registry: ToolRegistry) -> None:
         ("analyze_codebase", {}),
         ("search_docs", {"query": "API_KEY DB_PASSWORD PRIVATE KEY ghp"}),
         ("search_docs", {"query": TOKEN}),
-        ("find_references", {"symbol": "API_KEY"}),
         ("read_file", {"path": "app.py"}),
     ]
     for name, arguments in calls:

@@ -22,6 +22,7 @@
      │    ├── ContextOverflow      the prompt does not fit the model's context window
      │    ├── TemplateError        the chat template could not render the messages
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
+     │    ├── SamplingError        a sampling option the model cannot take (logit_bias token id)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
      │    └── BackendError         a remote serving engine (backend = "openai") failed a request
@@ -188,6 +189,14 @@ class TemplateError(EngineError):
 
 class GrammarError(EngineError):
     """A JSON schema could not be turned into a sampling grammar."""
+
+
+class SamplingError(EngineError):
+    """A sampling option does not fit the model (a logit_bias token outside its vocabulary)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class GenerationFailed(EngineError):

@@ -144,6 +144,15 @@ class LiveServer:
         self._thread.join(10)
 
 
+@pytest.fixture(scope="module")
+def api_server(engine: Engine) -> Iterator[LiveServer]:
+    """The whole app over the shared embedded-model engine, live on 127.0.0.1 (per module)."""
+    from breakingwind.api.app import create_app
+
+    with LiveServer(create_app(engine.settings, engine)) as live:
+        yield live
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from breakingwind.agents.preprocessor import render_material
 from breakingwind.api.errors import sse_error
+from breakingwind.api.model_names import agent_for_model, get_model, list_models
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -39,57 +40,12 @@ from breakingwind.errors import (
     GrammarError,
     InvalidRequest,
     MediaError,
-    ModelNotFound,
     StructuredOutputError,
 )
 from breakingwind.media import MediaService
 from breakingwind.prompts import render_prompt
 
 log = logging.getLogger(__name__)
-PIPELINE_MODEL = "breakingwind"
-OWNER = "breakingwind"
-
-
-# --- models --------------------------------------------------------------------------------
-
-
-def model_ids(engine: Engine) -> dict[str, str | None]:
-    """Every model id we answer to -> the agent it reaches (None: the whole pipeline)."""
-    ids: dict[str, str | None] = {PIPELINE_MODEL: None}
-    for agent in engine.agents:
-        ids[f"{PIPELINE_MODEL}-{agent}"] = agent
-    return ids
-
-
-def agent_for_model(engine: Engine, model: str) -> str | None:
-    if model in engine.agents:
-        return model
-    ids = model_ids(engine)
-    if model not in ids:
-        raise ModelNotFound(
-            f"model {model!r} does not exist; available: {', '.join(ids)}", param="model"
-        )
-    return ids[model]
-
-
-def _model_card(engine: Engine, model_id: str, agent: str | None) -> dict[str, Any]:
-    card: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": OWNER}
-    if agent is not None:
-        card["context_length"] = engine.worker(agent).n_ctx
-        card["agent"] = agent
-    return card
-
-
-async def list_models(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
-    data = [_model_card(engine, mid, agent) for mid, agent in model_ids(engine).items()]
-    return JSONResponse({"object": "list", "data": data})
-
-
-async def get_model(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
-    model_id = request.path_params["model_id"]
-    return JSONResponse(_model_card(engine, model_id, agent_for_model(engine, model_id)))
 
 
 # --- chat ----------------------------------------------------------------------------------
@@ -187,16 +143,14 @@ def _chat_request(
     request = GenerationRequest(
         messages=messages,
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
         stop=body.stops,
-        seed=body.seed,
         grammar=grammar,
         json_schema=check.json_schema if check else None,
         tools=tools if choice != "none" else None,
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls is not False,
         ignore_eos=body.ignore_eos,
+        **body.sampling(),
     )
     return request, check
 
@@ -275,7 +229,7 @@ def _tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
 async def chat_completions(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     body = await parse_json_body(request, ChatCompletionRequest)
-    agent = agent_for_model(engine, body.model)
+    agent = agent_for_model(engine, request.app.state.settings.model_names, body.model)
     if agent is None:
         return await pipeline_chat(request, body)
     state = request.app.state
@@ -408,7 +362,7 @@ def _parsed_chunks(parsed: Any, chunk: Any) -> list[bytes]:
 async def completions(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     body = await parse_json_body(request, CompletionRequest)
-    agent = agent_for_model(engine, body.model)
+    agent = agent_for_model(engine, request.app.state.settings.model_names, body.model)
     if agent is None:
         raise InvalidRequest(
             "use an agent model (e.g. 'breakingwind-coder') for completions", param="model"
@@ -423,10 +377,8 @@ async def completions(request: Request) -> Response:
         prompt=prompt,
         suffix=body.suffix,
         max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
         stop=body.stops,
-        seed=body.seed,
+        **body.sampling(),
     )
     head = {
         "id": f"cmpl-{uuid.uuid4().hex}",

@@ -25,7 +25,8 @@ from breakingwind.progress import final_message, progress_line
 from breakingwind.store import TaskStore
 
 
-def _task_text(body: ChatCompletionRequest) -> str:
+def task_text(body: ChatCompletionRequest) -> str:
+    """The pipeline's task: the last user message's text."""
     for message in reversed(body.messages):
         if message.role == "user":
             if isinstance(message.content, str):
@@ -37,7 +38,7 @@ def _task_text(body: ChatCompletionRequest) -> str:
 
 async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
-    state = pipeline.submit(_task_text(body), None, None)
+    state = pipeline.submit(task_text(body), None, None)
     if not body.stream:
         final = await pipeline.wait(state.task_id)
         return JSONResponse(

@@ -25,6 +25,13 @@ class GenerationRequest:
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    top_k: int | None = None  # 0: off
+    min_p: float | None = None  # 0: off
+    repeat_penalty: float | None = None  # 1: off
+    repeat_last_n: int | None = None  # generated tokens the penalties look back on
+    frequency_penalty: float | None = None  # 0: off
+    presence_penalty: float | None = None  # 0: off
+    logit_bias: dict[int, float] | None = None  # token id -> bias added to its logit
     grammar: str | None = None  # GBNF; constrains every sampled token
     # The JSON schema `grammar` was built from, for backends that take a schema instead of a
     # grammar (a remote server gets it as response_format). The caller still validates.

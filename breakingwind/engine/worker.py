@@ -44,6 +44,7 @@ from breakingwind.errors import (
     ModelLoadError,
     ModelUnavailable,
     QueueFull,
+    SamplingError,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,13 @@ class SamplingParams:
     top_p: float
     seed: int | None
     grammar: str | None
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    repeat_penalty: float = 1.0  # 1: off
+    repeat_last_n: int = 64  # generated tokens the penalties look back on (-1: all)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
     grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
@@ -368,6 +376,13 @@ class ModelWorker:
             text, add_bos = request.prompt or "", True
         if sampling.grammar is not None:
             self._check_grammar(sampling.grammar)
+        n_vocab = self._llm.n_vocab()
+        outside = [token for token, _ in sampling.logit_bias if token >= n_vocab]
+        if outside:
+            raise SamplingError(
+                f"logit_bias names token {outside[0]}; the vocabulary has {n_vocab} tokens",
+                param="logit_bias",
+            )
         if request.prompt is not None and request.suffix is not None and self._fim_tokens:
             tokens = self._fill_in_middle(request.prompt, request.suffix)
         else:
@@ -601,9 +616,15 @@ class ModelWorker:
             self._llm = None
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
+        """The sampler chain of one request, in llama.cpp's order: biases, grammar, penalties
+        (over the generated tokens), then greedy, or top-k, top-p, min-p, temperature, dist."""
         sampler = LlamaSampler()
+        n_vocab = self._llm.n_vocab()
+        bias = dict(sampling.logit_bias)
         if sampling.ignore_eos:
-            sampler.add_logit_bias(self._llm.n_vocab(), dict.fromkeys(self._eog_tokens(), -1e30))
+            bias.update(dict.fromkeys(self._eog_tokens(), -1e30))
+        if bias:
+            sampler.add_logit_bias(n_vocab, bias)
         if sampling.grammar is not None:
             grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
             if sampling.grammar_triggers:
@@ -612,10 +633,28 @@ class ModelWorker:
                 )
             else:
                 sampler.add_grammar(self._llm._model, grammar)
+        penalised = (
+            sampling.repeat_penalty != 1.0
+            or sampling.frequency_penalty != 0.0
+            or sampling.presence_penalty != 0.0
+        )
+        if penalised and sampling.repeat_last_n != 0:
+            last_n = sampling.repeat_last_n if sampling.repeat_last_n > 0 else self._llm.n_ctx()
+            sampler.add_penalties(
+                n_vocab,
+                last_n,
+                sampling.repeat_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+            )
         if sampling.temperature <= 0:
             sampler.add_greedy()
         else:
+            if sampling.top_k > 0:
+                sampler.add_top_k(sampling.top_k)
             sampler.add_top_p(sampling.top_p, 1)
+            if sampling.min_p > 0:
+                sampler.add_min_p(sampling.min_p, 1)
             sampler.add_temp(sampling.temperature)
             sampler.add_dist(RANDOM_SEED if sampling.seed is None else sampling.seed)
         return sampler

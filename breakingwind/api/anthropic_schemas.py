@@ -77,7 +77,8 @@ ContentBlock = Annotated[
 
 
 class MessageParam(_Open):
-    role: Literal["user", "assistant"]
+    # "system": mid-conversation instructions, as Claude Code sends them
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 

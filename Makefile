@@ -7,8 +7,17 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install.sh
-	./scripts/install.sh
+# `make install BREAKINGWIND_BACKEND=cpu|cuda|metal|auto` (or a raw CMAKE_ARGS) re-runs the install
+# when it differs from what the venv was last installed for (scripts/install.sh records it);
+# without one, the venv keeps its backend.
+ifneq ($(strip $(BREAKINGWIND_BACKEND)$(CMAKE_ARGS)),)
+ifneq ($(shell cat $(VENV)/.backend-request 2>/dev/null),$(strip $(or $(BREAKINGWIND_BACKEND),auto) $(CMAKE_ARGS)))
+.PHONY: $(STAMP)
+endif
+endif
+
+$(STAMP): pyproject.toml scripts/install.sh breakingwind/backend_choice.py
+	VENV=$(VENV) ./scripts/install.sh
 	touch $(STAMP)
 
 run: install

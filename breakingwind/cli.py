@@ -16,7 +16,7 @@ from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 if TYPE_CHECKING:
-    from breakingwind.engine import Engine
+    from breakingwind.runtime import Runtime
     from breakingwind.service import Platform
 
 EXIT_CONFIG = 2
@@ -604,18 +604,17 @@ def speckit_init(directory: Path, agent: str, force: bool) -> None:
         click.echo(f"{written.action:8} {written.path}{note}")
 
 
-def _with_engine(settings: Settings, work: Callable[[Engine], Awaitable[Path]]) -> Path:
-    """Run `work` with an engine of this process, closed afterwards."""
+def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Path]]) -> Path:
+    """Run `work` in a runtime of this process, closed afterwards."""
     import asyncio
 
-    from breakingwind.engine import Engine
+    from breakingwind.runtime import open_runtime
 
-    engine = Engine(settings)
-    engine.start()
-    try:
-        return asyncio.run(work(engine))
-    finally:
-        engine.close()
+    async def run() -> Path:
+        async with open_runtime(settings) as runtime:
+            return await work(runtime)
+
+    return asyncio.run(run())
 
 
 @speckit.command("specify")
@@ -629,7 +628,7 @@ def speckit_specify(ctx: click.Context, description: str, project: Path | None) 
     settings = _settings(ctx)
     root = (project or settings.project.root).resolve()
     try:
-        folder = _with_engine(settings, lambda e: specify(e, settings, root, description))
+        folder = _with_runtime(settings, lambda r: specify(r, root, description))
     except BreakingWindError as exc:
         _fail(exc)
     click.echo(f"wrote {folder / 'spec.md'}")
@@ -647,7 +646,7 @@ def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) 
     root = (project or settings.project.root).resolve()
     try:
         name = find_feature(root, feature).name  # before the models load
-        folder = _with_engine(settings, lambda e: plan_feature(e, settings, root, name))
+        folder = _with_runtime(settings, lambda r: plan_feature(r, root, name))
     except BreakingWindError as exc:
         _fail(exc)
     click.echo(f"wrote {folder / 'plan.md'}\nwrote {folder / 'tasks.md'}")

@@ -10,7 +10,8 @@ relative to the current directory. Environment variables:
 - `BREAKINGWIND_<SECTION>__<KEY>` any other key, e.g. `BREAKINGWIND_SERVER__PORT=9000`,
   `BREAKINGWIND_CODER__N_CTX=32768`.
 
-An unknown key, section or `BREAKINGWIND_*` variable is an error, so a typo never passes silently.
+An unknown key, section or `BREAKINGWIND_*` variable is an error, so a typo never passes silently;
+the installer's own variables (`INSTALL_VARIABLES`: `BREAKINGWIND_BACKEND`, ...) are left alone.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ _ENV_SHORTCUTS = {
     "BREAKINGWIND_PROJECT_ROOT": ("project", "root"),
 }
 _ENV_CONFIG = "BREAKINGWIND_CONFIG"
+# Read by scripts/install.sh (and breakingwind/backend_choice.py), not settings: `make run
+# BREAKINGWIND_BACKEND=cuda` hands them to the daemon too.
+INSTALL_VARIABLES = frozenset(
+    {"BREAKINGWIND_BACKEND", "BREAKINGWIND_WHEEL_CACHE", "BREAKINGWIND_LIBCUDA"}
+)
 
 
 def _default_data_dir() -> Path:
@@ -681,7 +687,7 @@ def _environment_overrides(
     sources: dict[tuple[str, ...], str] = {}
     problems: list[tuple[str, str]] = []
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == _ENV_CONFIG:
+        if not name.startswith(ENV_PREFIX) or name == _ENV_CONFIG or name in INSTALL_VARIABLES:
             continue
         if name in _ENV_SHORTCUTS:
             keys = _ENV_SHORTCUTS[name]

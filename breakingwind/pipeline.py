@@ -11,16 +11,18 @@ tests — becomes feedback for the next cycle; what broke — an engine failure,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.coder import CoderOutput, write_code
+from breakingwind.agents.coder import write_code
 from breakingwind.agents.planner import make_plan
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.agents.reviewer import Review, ReviewDraft, ReviewTestResults, review_changes
-from breakingwind.config import ProjectSettings, Settings
+from breakingwind.agents.reviewer import review_changes
+from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
 from breakingwind.errors import (
@@ -35,8 +37,18 @@ from breakingwind.errors import (
 )
 from breakingwind.media import PreprocessorInput
 from breakingwind.store import TaskStore
-from breakingwind.tasks import FinalReport, Iteration, TaskState, TestSummary, WorkflowOptions
-from breakingwind.tools.registry import ToolRegistry, build_registry
+from breakingwind.tasks import (
+    CoderOutput,
+    FinalReport,
+    Iteration,
+    Review,
+    ReviewDraft,
+    ReviewTestResults,
+    TaskState,
+    TestSummary,
+    WorkflowOptions,
+)
+from breakingwind.tools.registry import ToolRegistries, ToolRegistry
 from breakingwind.tools.run_tests import RunTestsResult
 from breakingwind.tools.sandbox import Sandbox
 from breakingwind.workspace import (
@@ -47,6 +59,10 @@ from breakingwind.workspace import (
 )
 
 log = logging.getLogger(__name__)
+# The task whose stage is running, in that task's asyncio context (and the calls it makes).
+current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_task", default=None
+)
 TOKEN_FLUSH_S = 0.25
 TOKEN_FLUSH_CHARS = 2000
 
@@ -54,13 +70,20 @@ TOKEN_FLUSH_CHARS = 2000
 class Pipeline:
     """Runs workflows as asyncio tasks; state lives in the store, models in the engine."""
 
-    def __init__(self, settings: Settings, engine: Engine, store: TaskStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: TaskStore,
+        registries: ToolRegistries | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
+        self.registries = registries or ToolRegistries(settings)
+        self.test_observers: list[Callable[[float], None]] = []  # seconds of each test run
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
-        self._registries: dict[Path, ToolRegistry] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
             "preprocess": self._preprocess,
@@ -136,6 +159,7 @@ class Pipeline:
     # --- the state machine ---------------------------------------------------------------
 
     async def _run(self, task_id: str) -> None:
+        current_task.set(task_id)  # this asyncio task's own context: observers read it
         try:
             while not (state := self.store.get(task_id)).finished:
                 limit = state.options.stage_timeout_s or self.settings.pipeline.stage_timeout_s
@@ -413,15 +437,20 @@ class Pipeline:
         return workspace, state
 
     def _registry(self, root: Path) -> ToolRegistry:
-        if root not in self._registries:
-            settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
-            self._registries[root] = build_registry(settings)
-        return self._registries[root]
+        return self.registries.get(root)
 
     def _sandbox(self, workspace: Workspace) -> Sandbox:
         return Sandbox.create(workspace.path, self.settings.tools)
 
     async def _run_tests(self, workspace: Workspace) -> TestSummary:
+        started = time.perf_counter()
+        try:
+            return await self._tests_summary(workspace)
+        finally:
+            for observe in self.test_observers:
+                observe(time.perf_counter() - started)
+
+    async def _tests_summary(self, workspace: Workspace) -> TestSummary:
         try:
             result = await self._registry(workspace.path).call("run_tests", {"workspace": "."})
         except (ToolError, SandboxViolation) as exc:

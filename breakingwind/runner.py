@@ -8,14 +8,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from breakingwind.config import Settings
-from breakingwind.engine import Engine
 from breakingwind.errors import BreakingWindError
-from breakingwind.pipeline import Pipeline
 from breakingwind.progress import final_message, progress_line
-from breakingwind.store import TaskStore
+from breakingwind.runtime import open_runtime
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
 Echo = Callable[[str], None]
@@ -25,8 +23,8 @@ def daemon_url(settings: Settings) -> str | None:
     """The running daemon's base URL, if one answers /health on the configured address."""
     url = f"http://{settings.server.host}:{settings.server.port}"
     try:
-        httpx.get(f"{url}/health", timeout=1.0)
-    except httpx.HTTPError:
+        httpx2.get(f"{url}/health", timeout=1.0)
+    except httpx2.HTTPError:
         return None
     return url
 
@@ -45,7 +43,7 @@ def run_via_daemon(
     )
     body = {"input": task, "project": str(project), "options": options.model_dump()}
     task_id = ""
-    with httpx.stream(
+    with httpx2.stream(
         "POST", f"{url}/api/workflow", json=body, headers=headers, timeout=None
     ) as response:
         if response.status_code != 200:
@@ -58,7 +56,7 @@ def run_via_daemon(
                 event = Event(task_id=task_id, seq=0, type=data["type"], data=data)
                 if show_tokens or event.type != "token":
                     echo(progress_line(event))
-    return httpx.get(f"{url}/api/task/{task_id}", headers=headers, timeout=30).json()
+    return httpx2.get(f"{url}/api/task/{task_id}", headers=headers, timeout=30).json()
 
 
 async def run_in_process(
@@ -69,20 +67,12 @@ async def run_in_process(
     echo: Echo,
     show_tokens: bool,
 ) -> TaskState:
-    engine = Engine(settings)
-    engine.start()
-    store = TaskStore(settings.storage.database_path)
-    pipeline = Pipeline(settings, engine, store)
-    try:
-        state = pipeline.submit(task, project, options)
-        async for event in store.follow(state.task_id):
+    async with open_runtime(settings) as runtime:
+        state = runtime.pipeline.submit(task, project, options)
+        async for event in runtime.store.follow(state.task_id):
             if show_tokens or event.type != "token":
                 echo(progress_line(event))
-        return await pipeline.wait(state.task_id)
-    finally:
-        await pipeline.shutdown()
-        store.close()
-        await asyncio.to_thread(engine.close)
+        return await runtime.pipeline.wait(state.task_id)
 
 
 def run_workflow(

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from breakingwind.agents.planner import Plan, TaskItem, make_plan
+from breakingwind.agents.planner import make_plan
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.config import ProjectSettings, Settings
-from breakingwind.engine import Engine
 from breakingwind.errors import InvalidRequest
 from breakingwind.media import PreprocessorInput
 from breakingwind.prompts import render_prompt
-from breakingwind.tasks import TaskState
-from breakingwind.tools.registry import ToolRegistry, build_registry
+from breakingwind.runtime import Runtime
+from breakingwind.tasks import Plan, TaskItem, TaskState
 
 MARKER = "written by `breakingwind speckit init`; edits are replaced by the next init"
 SPECS = "specs"
@@ -196,29 +194,24 @@ def _feature_dirs(project: Path) -> list[Path]:
 # --- specify and plan ---------------------------------------------------------------------
 
 
-def _registry(settings: Settings, project: Path) -> ToolRegistry:
-    return build_registry(settings.model_copy(update={"project": ProjectSettings(root=project)}))
-
-
 async def _no_event(name: str, arguments: dict, ok: bool, summary: str) -> None:
     return None
 
 
-async def specify(engine: Engine, settings: Settings, project: Path, description: str) -> Path:
+async def specify(runtime: Runtime, project: Path, description: str) -> Path:
     """Requirement analysis (preprocessor, then the planner without tools) into a new spec.md."""
     if not description.strip():
         raise InvalidRequest("the feature description is empty", param="description")
+    engine = runtime.engine
     task = await preprocess(engine, PreprocessorInput(description, [], []))
-    plan = await make_plan(engine, _registry(settings, project), task.text, [], 0, _no_event)
+    plan = await make_plan(engine, runtime.registry(project), task.text, [], 0, _no_event)
     folder = new_feature_dir(project, description)
     folder.mkdir(parents=True)
     (folder / "spec.md").write_text(render_spec(folder.name, description, task.text, plan))
     return folder
 
 
-async def plan_feature(
-    engine: Engine, settings: Settings, project: Path, feature: str | None
-) -> Path:
+async def plan_feature(runtime: Runtime, project: Path, feature: str | None) -> Path:
     """The planner, with its read-only tool queries, over spec.md: writes plan.md and tasks.md."""
     folder = find_feature(project, feature)
     spec = folder / "spec.md"
@@ -226,11 +219,11 @@ async def plan_feature(
         raise InvalidRequest(f"{spec} is missing; run specify first", param="feature")
     task = render_prompt("speckit_plan_task.md", feature=folder.name, spec=spec.read_text())
     plan = await make_plan(
-        engine,
-        _registry(settings, project),
+        runtime.engine,
+        runtime.registry(project),
         task,
         [],
-        settings.pipeline.planner_max_tool_calls,
+        runtime.settings.pipeline.planner_max_tool_calls,
         _no_event,
     )
     steps = _numbered_steps(plan.task_breakdown)

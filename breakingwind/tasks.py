@@ -1,7 +1,8 @@
-"""Task state and events: what the pipeline records, persists and streams.
+"""The task data model: what the pipeline records, persists and streams.
 
-The agents' output schemas (Plan, CoderOutput, Review) live with their agents; TaskState holds
-them as they were produced.
+The agents' output shapes (Plan, CoderOutput, Review) are part of it: each agent module produces
+its own, TaskState holds them as they were produced, the store persists them. This module imports
+no agent and no engine, so reading tasks never loads the inference runtime.
 """
 
 from __future__ import annotations
@@ -11,9 +12,79 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from breakingwind.agents.coder import CoderOutput
-from breakingwind.agents.planner import Plan
-from breakingwind.agents.reviewer import Review
+# --- the planner's output ----------------------------------------------------------------
+
+Level = Literal["low", "medium", "high"]
+
+
+class TaskItem(BaseModel):
+    id: str
+    description: str
+    priority: Level
+    dependencies: list[str] = Field(default_factory=list, max_length=10)
+    estimated_complexity: Level
+
+
+class CodebaseContext(BaseModel):
+    relevant_files: list[str] = Field(default_factory=list, max_length=12)
+    architecture_notes: str
+    test_requirements: list[str] = Field(default_factory=list, max_length=10)
+
+
+class Plan(BaseModel):
+    task_breakdown: list[TaskItem] = Field(min_length=1, max_length=10)
+    codebase_context: CodebaseContext
+
+
+# --- the coder's output ------------------------------------------------------------------
+
+
+class FileChange(BaseModel):
+    path: str = Field(min_length=1, description="Project-relative path of the file.")
+    diff: str = Field(min_length=1, description="A unified diff of this one file.")
+    reasoning: str
+
+
+class CoderDraft(BaseModel):
+    """What the model writes; the pipeline adds the iteration number."""
+
+    files_modified: list[FileChange] = Field(min_length=1, max_length=10)
+    tests_created: list[str] = Field(default_factory=list, max_length=10)
+    status: Literal["complete", "partial", "blocked"]
+
+
+class CoderOutput(CoderDraft):
+    iteration: int
+
+
+# --- the reviewer's output ---------------------------------------------------------------
+
+ReviewStatus = Literal["approved", "changes_requested", "escalate"]
+
+
+class ReviewDraft(BaseModel):
+    review_status: ReviewStatus
+    issues_found: list[str] = Field(default_factory=list, max_length=10)
+    recommendations: list[str] = Field(default_factory=list, max_length=10)
+    next_iteration: str = Field("", description="What the coder should do next, if anything.")
+
+
+class ReviewTestResults(BaseModel):
+    __test__ = False
+
+    passed: int
+    failed: int
+    coverage: float | None
+
+
+class Review(ReviewDraft):
+    test_results: ReviewTestResults
+    overridden: str | None = Field(
+        None, description="Why the pipeline changed the model's verdict (e.g. tests failing)."
+    )
+
+
+# --- tasks and events --------------------------------------------------------------------
 
 Stage = Literal["preprocess", "plan", "code", "review", "complete", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})

@@ -123,6 +123,20 @@ def test_unknown_environment_variable_is_refused(tmp_path: Path) -> None:
     assert "unknown section 'servr'" in problems_of(exc)["BREAKINGWIND_SERVR__PORT"]
 
 
+def test_the_installers_variables_are_not_settings(tmp_path: Path) -> None:
+    """`make run BREAKINGWIND_BACKEND=cuda` hands the install's variables to the daemon too."""
+    install = {
+        "BREAKINGWIND_BACKEND": "cuda",
+        "BREAKINGWIND_WHEEL_CACHE": str(tmp_path / "wheels"),
+        "BREAKINGWIND_LIBCUDA": "",
+    }
+    settings = load_settings(write_config(tmp_path, ""), environ=install)
+    assert settings.server.port == load_settings(write_config(tmp_path, ""), environ={}).server.port
+    with pytest.raises(ConfigError) as exc:
+        load_settings(write_config(tmp_path, ""), environ={"BREAKINGWIND_BACKENDS": "cuda"})
+    assert "unknown variable" in problems_of(exc)["BREAKINGWIND_BACKENDS"]
+
+
 def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(write_config(tmp_path, "[server\nport = 1\n"), environ={})

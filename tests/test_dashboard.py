@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT_MS = 20_000
+# A whole task runs the project's tests in its review stage: slow on a loaded 2-core machine.
+TASK_MS = 120_000
 # Records every stage the page's stage pill shows, so a test can tell live updates from a page
 # that only caught up at the end.
 RECORD_STAGES = """
@@ -49,6 +51,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+sync_api.expect.set_options(timeout=WAIT_MS)  # its own default is 5 s, too short under load
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def test_new_task_runs_live_to_the_final_diff_and_applies(daemon: Daemon, page: 
     screenshot(page, "new-task")
     start_task(page, daemon)
 
-    sync_api.expect(page.locator("#task-stage")).to_have_text("complete")
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
     stages = page.evaluate("window.__stages")
     assert [s for s in stages if s in ("preprocess", "plan", "code", "review", "complete")] == [
         "preprocess",
@@ -231,7 +234,7 @@ def test_task_view_resumes_with_last_event_id_after_a_drop(daemon: Daemon, page:
 
     page.route("**/api/task/*/events", drop_after_three_events)
     page.goto(f"{daemon.server.url}/#task/{task_id}")
-    sync_api.expect(page.locator("#task-stage")).to_have_text("complete")
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
     assert asked_after == ["0", "3"]
     sync_api.expect(page.locator("#timeline li")).to_have_count(4)
     sync_api.expect(page.locator("#reviews .box")).to_have_count(1)

@@ -20,7 +20,7 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.checks.context import Context, Result, Status
 from breakingwind.checks.doctor import CHECKS, Report, run_doctor
-from breakingwind.checks.install import REBUILD
+from breakingwind.checks.install import installed_build
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFInfo
@@ -200,9 +200,20 @@ def test_models_larger_than_the_machine_fail(
 @pytest.mark.parametrize(
     ("hardware", "backend", "status", "fix"),
     [
-        (APPLE, "CPU", Status.WARN, REBUILD),
-        (NVIDIA, "CPU", Status.WARN, f"put the CUDA toolkit's nvcc on PATH, then: {REBUILD}"),
-        (NO_GPU, "CUDA", Status.WARN, None),
+        (APPLE, "CPU", Status.WARN, "make install BREAKINGWIND_BACKEND=metal"),
+        (
+            NVIDIA,
+            "CPU",
+            Status.WARN,
+            "put the CUDA toolkit's nvcc on PATH, then: make install BREAKINGWIND_BACKEND=cuda",
+        ),
+        (
+            NO_GPU,
+            "CUDA",
+            Status.WARN,
+            "install the NVIDIA driver, or build for the CPU: "
+            "make install BREAKINGWIND_BACKEND=cpu",
+        ),
         (NVIDIA, "CUDA", Status.OK, None),
         (APPLE, "Metal", Status.OK, None),
         (NO_GPU, "CPU", Status.OK, None),
@@ -219,6 +230,32 @@ def test_backend_is_checked_against_the_hardware(
     if fix:
         assert result.fix == fix
     assert (result.fix is None) == (status == Status.OK)
+
+
+def test_backend_line_names_the_wheel_install_sh_built(tmp_path: Path) -> None:
+    record = {
+        "backend": "cuda",
+        "cmake_args": "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90",
+        "wheel_key": "cuda-sm90-x86_64",
+        "reason": "CUDA (nvidia-smi lists 1 GPU(s), compute capability 9.0; nvcc /usr/bin/nvcc)",
+        "requested": "auto",
+        "wheel": str(tmp_path / "llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl"),
+    }
+    (tmp_path / "breakingwind-backend.json").write_text(json.dumps(record))
+    settings = make_settings(tmp_path)
+    ctx = Context(settings, settings.server.url)
+    ctx.hardware, ctx.backend = NO_GPU, "CUDA"
+    ctx.installed_build = installed_build(tmp_path)
+    [result] = run_doctor(ctx, checks=[c for c in CHECKS if c.name == "backend"]).results
+    assert result.status == Status.WARN
+    assert "a CUDA build but no NVIDIA GPU" in result.detail
+    assert "(wheel cuda-sm90-x86_64: CUDA (nvidia-smi lists 1 GPU(s)" in result.detail
+
+
+def test_no_install_record_is_no_wheel_named(tmp_path: Path) -> None:
+    (tmp_path / "breakingwind-backend.json").write_text('{"backend": "cpu"}')  # truncated
+    assert installed_build(tmp_path) is None
+    assert installed_build(tmp_path / "missing") is None
 
 
 def _index_out_of_step(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.worker import SamplingParams
+from breakingwind.engine.types import SamplingParams
 from breakingwind.errors import (
     ContextOverflow,
     ModelUnavailable,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from breakingwind.agents.preprocessor import identifiers, preprocess, render_material
+from breakingwind.agents.preprocessor import identifiers, preprocess
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService, PreprocessorInput
 from tests.media_files import TRACEBACK_LINES, png_bytes, screenshot
@@ -32,4 +32,4 @@ def test_material_too_long_for_the_context_is_passed_through(engine: Engine) -> 
     typed = "Rename reverse_words to reverse_tokens everywhere. " * 400  # far past n_ctx 2048
     task = asyncio.run(preprocess(engine, PreprocessorInput(typed, [], [])))
     assert task.model_text == "" and task.material_appended
-    assert task.text == render_material(PreprocessorInput(typed, [], []))
+    assert task.text == PreprocessorInput(typed, [], []).render()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from breakingwind.cli import main
 from breakingwind.config import AGENT_NAMES, Settings
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
-from breakingwind.pipeline import Pipeline
+from breakingwind.runtime import Runtime, open_runtime
 from breakingwind.speckit import (
     MARKER,
     find_feature,
@@ -26,7 +27,6 @@ from breakingwind.speckit import (
     read_tasks,
     specify,
 )
-from breakingwind.store import TaskStore
 from breakingwind.tasks import TaskState, WorkflowOptions
 from tests.conftest import make_settings
 from tests.pipeline_fixtures import (
@@ -40,6 +40,7 @@ from tests.pipeline_fixtures import (
     review,
 )
 
+T = TypeVar("T")
 HAND_WRITTEN = "---\ndescription: my own specify\n---\n\nDo it my way: $ARGUMENTS\n"
 DESCRIPTION = "Make add() in calc.py return the sum of its arguments"
 
@@ -86,15 +87,18 @@ class Harness:
     def run_task(self, text: str) -> TaskState:
         """One workflow with apply, in this process, like `breakingwind run --apply --local`."""
 
-        async def go() -> TaskState:
-            store = TaskStore(self.settings.storage.database_path)
-            pipeline = Pipeline(self.settings, self.engine, store)
-            try:
-                state = pipeline.submit(text, self.project, WorkflowOptions(apply=True))
-                return await pipeline.wait(state.task_id)
-            finally:
-                await pipeline.shutdown()
-                store.close()
+        async def go(runtime: Runtime) -> TaskState:
+            state = runtime.pipeline.submit(text, self.project, WorkflowOptions(apply=True))
+            return await runtime.pipeline.wait(state.task_id)
+
+        return self.in_runtime(go)
+
+    def in_runtime(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
+        """Run `work` in a runtime over the scripted engine, as the CLI does."""
+
+        async def go() -> T:
+            async with open_runtime(self.settings, engine=self.engine) as runtime:
+                return await work(runtime)
 
         return asyncio.run(go())
 
@@ -119,12 +123,12 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
 def run_specify(h: Harness, description: str = DESCRIPTION) -> Path:
     h.script("preprocessor", description)
     h.script("planner", plan())
-    return asyncio.run(specify(h.engine, h.settings, h.project, description))
+    return h.in_runtime(lambda runtime: specify(runtime, h.project, description))
 
 
 def run_plan(h: Harness) -> Path:
     h.script("planner", NO_TOOLS, two_steps())
-    return asyncio.run(plan_feature(h.engine, h.settings, h.project, None))
+    return h.in_runtime(lambda runtime: plan_feature(runtime, h.project, None))
 
 
 def test_init_writes_command_files_where_spec_kit_expects_them(harness: Harness) -> None:

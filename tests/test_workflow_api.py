@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
 from breakingwind.engine.scripted import Hang, ScriptedModel
 from tests.conftest import LiveServer, make_settings
+from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
     FIX_DIFF,
@@ -189,3 +191,30 @@ def test_pipeline_model_streams_progress_as_reasoning_and_the_diff_as_content(
     assert "▶ plan" in reasoning and "Review: approved" in reasoning
     assert "```diff" in content and "+    return a + b" in content
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(
+    live: tuple[LiveServer, Scripted, Path],
+) -> None:
+    server, scripted, _ = live
+    scripted.models["preprocessor"].enqueue(Hang())  # the task's text is what is checked
+    image = "data:image/png;base64," + base64.b64encode(png_bytes(screenshot())).decode()
+    content = [
+        {"type": "text", "text": "Fix this crash."},
+        {"type": "image_url", "image_url": {"url": image}},
+    ]
+    body = {
+        "model": "breakingwind",
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        task_id = response.headers["x-task-id"]
+    task = httpx.get(f"{server.url}/api/task/{task_id}", timeout=10).json()
+    assert "Fix this crash." in task["user_input"]
+    assert "TypeError" in task["user_input"]  # read from the screenshot
+    assert "reverse_words" in task["user_input"]
+    assert httpx.post(f"{server.url}/api/task/{task_id}/cancel", timeout=30).status_code == 200

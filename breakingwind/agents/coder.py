@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
 from breakingwind.agents.context import char_budget, file_excerpts
 from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import CoderDraft, CoderOutput
 from breakingwind.tools.registry import ToolRegistry
 
 AGENT = "coder"
 TOOLS = ["read_file"]
-
-
-class FileChange(BaseModel):
-    path: str = Field(min_length=1, description="Project-relative path of the file.")
-    diff: str = Field(min_length=1, description="A unified diff of this one file.")
-    reasoning: str
-
-
-class CoderDraft(BaseModel):
-    """What the model writes; the pipeline adds the iteration number."""
-
-    files_modified: list[FileChange] = Field(min_length=1, max_length=10)
-    tests_created: list[str] = Field(default_factory=list, max_length=10)
-    status: Literal["complete", "partial", "blocked"]
-
-
-class CoderOutput(CoderDraft):
-    iteration: int
 
 
 async def write_code(

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
 from breakingwind.agents.context import char_budget, repo_map
 from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import Plan
 from breakingwind.tools.registry import ToolRegistry
 
 AGENT = "planner"
 READ_ONLY_TOOLS = ["read_file", "search_docs", "find_references", "analyze_codebase"]
-Level = Literal["low", "medium", "high"]
-
-
-class TaskItem(BaseModel):
-    id: str
-    description: str
-    priority: Level
-    dependencies: list[str] = Field(default_factory=list, max_length=10)
-    estimated_complexity: Level
-
-
-class CodebaseContext(BaseModel):
-    relevant_files: list[str] = Field(default_factory=list, max_length=12)
-    architecture_notes: str
-    test_requirements: list[str] = Field(default_factory=list, max_length=10)
-
-
-class Plan(BaseModel):
-    task_breakdown: list[TaskItem] = Field(min_length=1, max_length=10)
-    codebase_context: CodebaseContext
 
 
 async def make_plan(

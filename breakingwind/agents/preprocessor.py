@@ -45,7 +45,7 @@ async def preprocess(
     engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
 ) -> PreprocessedTask:
     """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
-    material = render_material(request)
+    material = request.render()
     messages = [
         {"role": "system", "content": render_prompt("preprocessor.md")},
         {"role": "user", "content": material},
@@ -64,16 +64,6 @@ async def preprocess(
         return PreprocessedTask(model_text, model_text, [], material_appended=False)
     text = f"{model_text}\n\n{material}" if model_text else material
     return PreprocessedTask(text, model_text, missing, material_appended=True)
-
-
-def render_material(request: PreprocessorInput) -> str:
-    """The request's pieces under clear headings, each exactly as received."""
-    return render_prompt(
-        "preprocessor_sources.md",
-        typed=request.typed_text.strip(),
-        transcripts=[transcript.text for transcript in request.transcripts],
-        images=request.images,
-    )
 
 
 def identifiers(text: str) -> list[str]:

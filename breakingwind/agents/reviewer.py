@@ -6,39 +6,13 @@ The test counts in a Review come from running the tests, never from the model: t
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
 from breakingwind.agents.context import char_budget
 from breakingwind.agents.tool_loop import OnDelta
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.prompts import render_prompt
+from breakingwind.tasks import ReviewDraft
 
 AGENT = "reviewer"
-ReviewStatus = Literal["approved", "changes_requested", "escalate"]
-
-
-class ReviewDraft(BaseModel):
-    review_status: ReviewStatus
-    issues_found: list[str] = Field(default_factory=list, max_length=10)
-    recommendations: list[str] = Field(default_factory=list, max_length=10)
-    next_iteration: str = Field("", description="What the coder should do next, if anything.")
-
-
-class ReviewTestResults(BaseModel):
-    __test__ = False
-
-    passed: int
-    failed: int
-    coverage: float | None
-
-
-class Review(ReviewDraft):
-    test_results: ReviewTestResults
-    overridden: str | None = Field(
-        None, description="Why the pipeline changed the model's verdict (e.g. tests failing)."
-    )
 
 
 async def review_changes(

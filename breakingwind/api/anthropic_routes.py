@@ -36,20 +36,19 @@ from breakingwind.api.anthropic_schemas import (
 from breakingwind.api.chat_core import (
     PipelineTurn,
     Reasoning,
-    TurnStream,
-    complete_turn,
     internal_request,
     pipeline_answer,
     pipeline_turn,
     plan_turn,
-    start_turn,
     tool_arguments,
 )
-from breakingwind.api.errors import anthropic_error_body, log_stream_failure
+from breakingwind.api.errors import anthropic_error_body
 from breakingwind.api.model_names import agent_for_model
+from breakingwind.api.openai_chunks import guarded
 from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.sse import event_line, event_stream_response, parse_json_body
 from breakingwind.engine import Engine, GenerationResult
+from breakingwind.engine.output import Reply
 from breakingwind.engine.tool_calls import ToolCall
 from breakingwind.errors import InvalidRequest
 
@@ -215,18 +214,20 @@ async def messages(request: Request) -> Response:
     keepalive = state.settings.server.keepalive_s
     if agent is None:
         if body.stream:
-            turn = pipeline_turn(state, internal)
+            turn = await pipeline_turn(state, internal)
             events = _pipeline_events(turn, body.model, keepalive)
-            return event_stream_response(events, {"X-Task-Id": turn.task_id})
+            guarded_events = guarded(events, "pipeline messages", failure=_error_event)
+            return event_stream_response(guarded_events, {"X-Task-Id": turn.task_id})
         progress, final = await pipeline_answer(state, internal)
         content = [{"type": "thinking", "thinking": progress, "signature": ""}] if progress else []
         content.append({"type": "text", "text": final})
         return JSONResponse(_message(body.model, content, "end_turn", _usage(None)))
-    turn = await plan_turn(state, agent, internal)
+    generation = await plan_turn(state, internal)
     if body.stream:
-        stream = await start_turn(engine, turn)
-        return event_stream_response(_chat_events(stream, body.model, keepalive))
-    result = await complete_turn(engine, turn)
+        reply = await engine.reply(agent, generation)
+        events = _chat_events(reply, body.model, keepalive)
+        return event_stream_response(guarded(events, "messages", reply.aclose, _error_event))
+    result = await engine.complete(agent, generation)
     content = [{"type": "text", "text": result.text}] if result.text else []
     content += [_tool_use(call) for call in result.tool_calls]
     stop = STOP_REASONS.get(result.finish_reason, "end_turn")
@@ -238,8 +239,8 @@ async def count_tokens(request: Request) -> Response:
     state = request.app.state
     engine: Engine = state.engine
     agent = agent_for_model(engine, state.settings.model_names, body.model) or "coder"
-    turn = await plan_turn(state, agent, chat_request(body))
-    return JSONResponse({"input_tokens": await engine.count_tokens(agent, turn.generation)})
+    generation = await plan_turn(state, chat_request(body))
+    return JSONResponse({"input_tokens": await engine.count_tokens(agent, generation)})
 
 
 # --- streaming -----------------------------------------------------------------------------------
@@ -295,61 +296,54 @@ def _error_event(exc: BaseException) -> bytes:
     return event_line(anthropic_error_body(exc)[1])
 
 
-async def _chat_events(turn: TurnStream, model: str, keepalive_s: float) -> AsyncIterator[bytes]:
+async def _chat_events(reply: Reply, model: str, keepalive_s: float) -> AsyncIterator[bytes]:
     blocks = _Blocks()
-    try:
-        yield _head(model)
-        yield PING
-        async for item in turn.events(keepalive_s):
-            if item is None:
-                yield PING
-            elif isinstance(item, str):
-                if blocks.open != "text":
-                    for line in blocks.start({"type": "text", "text": ""}):
-                        yield line
-                yield blocks.delta({"type": "text_delta", "text": item})
-            else:
-                for line in blocks.start({**_tool_use(item), "input": {}}):
+    yield _head(model)
+    yield PING
+    async for chunk in reply.chunks(keepalive_s):
+        if chunk is None:
+            yield PING
+            continue
+        if chunk.content:
+            if blocks.open != "text":
+                for line in blocks.start({"type": "text", "text": ""}):
                     yield line
-                yield blocks.delta({"type": "input_json_delta", "partial_json": item.arguments})
-        for line in blocks.stop():
-            yield line
-        result = turn.result
-        assert result is not None
-        for line in _tail(STOP_REASONS.get(result.finish_reason, "end_turn"), _usage(result)):
-            yield line
-    except Exception as exc:
-        log_stream_failure(exc, "messages stream")
-        yield _error_event(exc)
+            yield blocks.delta({"type": "text_delta", "text": chunk.content})
+        for call in chunk.tool_calls:
+            for line in blocks.start({**_tool_use(call), "input": {}}):
+                yield line
+            yield blocks.delta({"type": "input_json_delta", "partial_json": call.arguments})
+    for line in blocks.stop():
+        yield line
+    result = reply.result
+    assert result is not None
+    for line in _tail(STOP_REASONS.get(result.finish_reason, "end_turn"), _usage(result)):
+        yield line
 
 
 async def _pipeline_events(
     turn: PipelineTurn, model: str, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     blocks = _Blocks()
-    try:
-        yield _head(model)
-        async for item in turn.events(keepalive_s):
-            if item is None:
-                yield PING
-            elif isinstance(item, Reasoning):
-                if blocks.open != "thinking":
-                    for line in blocks.start({"type": "thinking", "thinking": "", "signature": ""}):
-                        yield line
-                yield blocks.delta({"type": "thinking_delta", "thinking": item.text})
-            else:
-                if blocks.open == "thinking":
-                    yield blocks.delta({"type": "signature_delta", "signature": ""})
-                for line in blocks.start({"type": "text", "text": ""}):
+    yield _head(model)
+    async for item in turn.events(keepalive_s):
+        if item is None:
+            yield PING
+        elif isinstance(item, Reasoning):
+            if blocks.open != "thinking":
+                for line in blocks.start({"type": "thinking", "thinking": "", "signature": ""}):
                     yield line
-                yield blocks.delta({"type": "text_delta", "text": item})
-        for line in blocks.stop():
-            yield line
-        for line in _tail("end_turn", _usage(None)):
-            yield line
-    except Exception as exc:
-        log_stream_failure(exc, "pipeline messages stream")
-        yield _error_event(exc)
+            yield blocks.delta({"type": "thinking_delta", "thinking": item.text})
+        else:
+            if blocks.open == "thinking":
+                yield blocks.delta({"type": "signature_delta", "signature": ""})
+            for line in blocks.start({"type": "text", "text": ""}):
+                yield line
+            yield blocks.delta({"type": "text_delta", "text": item})
+    for line in blocks.stop():
+        yield line
+    for line in _tail("end_turn", _usage(None)):
+        yield line
 
 
 ROUTES = [

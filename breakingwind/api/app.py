@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,9 +34,8 @@ from breakingwind.api.middleware import (
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
-from breakingwind.pipeline import Pipeline
-from breakingwind.store import TaskStore
-from breakingwind.tools.registry import build_registry
+from breakingwind.runtime import open_runtime
+from breakingwind.tools.registry import ToolRegistries
 
 
 def create_app(
@@ -47,31 +45,24 @@ def create_app(
     in which case its owner starts and closes it). Likewise a passed-in media service. The tool
     registry and the MCP server are built here (cheap, nothing loaded) and the MCP session
     manager runs in the lifespan."""
-    tools = build_registry(settings)
+    registries = ToolRegistries(settings)
+    tools = registries.get(settings.project.root)
     mcp = build_mcp_server(tools)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        owned = engine is None
-        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.engine = Engine(settings) if owned else engine
-        app.state.tools = tools
-        if owned:
-            app.state.engine.start()
-        app.state.media = media or MediaService(settings)
-        app.state.store = TaskStore(settings.storage.database_path)
-        app.state.pipeline = Pipeline(settings, app.state.engine, app.state.store)
-        app.state.pipeline.resume_unfinished()
-        try:
-            async with mcp.session_manager.run():
-                yield
-        finally:
-            await app.state.pipeline.shutdown()  # running tasks resume at the next start
-            app.state.store.close()
-            if media is None:
-                await app.state.media.close()
-            if owned:
-                await asyncio.to_thread(app.state.engine.close)
+        # Running tasks are stopped, not ended, on the way out: they resume at the next start.
+        opened = open_runtime(
+            settings, engine=engine, media=media, registries=registries, resume=True
+        )
+        async with opened as runtime, mcp.session_manager.run():
+            app.state.runtime = runtime
+            app.state.engine = runtime.engine
+            app.state.media = runtime.media
+            app.state.store = runtime.store
+            app.state.pipeline = runtime.pipeline
+            app.state.tools = tools
+            yield
 
     routes = [
         Route("/health", health, methods=["GET"]),

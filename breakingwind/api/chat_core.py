@@ -1,10 +1,10 @@
 """One chat turn, whatever protocol it came in: the core the three /v1 edges translate onto.
 
 Chat completions, the Responses API and Anthropic's Messages API each turn their body into a
-`ChatCompletionRequest` (the internal request shape), then call `start_turn` (streamed) or
-`complete_turn`, and shape what comes back in their own protocol. `TurnStream.events()` yields
-text deltas and complete tool calls; its `result` holds the finish reason and usage. The pipeline
-model (`breakingwind`) has the same kind of core: `pipeline_turn`, whose events are progress lines
+`ChatCompletionRequest` (the internal request shape), then `plan_turn` makes the engine request
+and the edge calls `Engine.reply` (streamed: content and parsed tool calls, checked by the
+engine) or `Engine.complete`, and shapes what comes back in its own protocol. The pipeline model
+(`breakingwind`) has the same kind of core, `PipelineTurn`, whose events are progress lines
 (reasoning) and the final message (text).
 """
 
@@ -12,27 +12,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.datastructures import State
 
-from breakingwind.api.openai_routes import (
-    OutputCheck,
-    _chat_request,
-    _complete_checked,
-    _engine_messages,
-)
+from breakingwind.api.openai_routes import _chat_request, _engine_messages
 from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.pipeline_chat import task_text
 from breakingwind.api.sse import invalid_request
 from breakingwind.api.workflow_routes import event_stream_items
-from breakingwind.engine import Engine, GenerationRequest, GenerationResult, GenerationStream
-from breakingwind.engine.tool_calls import ToolCall, ToolCallParser
-from breakingwind.errors import StructuredOutputError
-from breakingwind.pipeline import Pipeline
+from breakingwind.engine import GenerationRequest
+from breakingwind.engine.types import ToolCall
 from breakingwind.progress import final_message, progress_line
+from breakingwind.runtime import Runtime
 
 
 def internal_request(fields: dict[str, Any]) -> ChatCompletionRequest:
@@ -44,82 +38,9 @@ def internal_request(fields: dict[str, Any]) -> ChatCompletionRequest:
         raise invalid_request(exc) from None
 
 
-@dataclass(frozen=True)
-class ChatTurn:
-    agent: str
-    generation: GenerationRequest
-    check: OutputCheck | None
-
-
-async def plan_turn(state: State, agent: str, body: ChatCompletionRequest) -> ChatTurn:
-    """The engine request for `body` on `agent` (media read to text, tools and format checked)."""
-    messages = await _engine_messages(body.messages, state.media, state.settings.project.root)
-    generation, check = _chat_request(body, messages)
-    return ChatTurn(agent, generation, check)
-
-
-async def complete_turn(engine: Engine, turn: ChatTurn) -> GenerationResult:
-    """Generate to the end: tool calls parsed out, JSON output checked (retried once)."""
-    return await _complete_checked(engine, turn.agent, turn.generation, turn.check)
-
-
-class TurnStream:
-    """A streamed turn: `events()` yields text (str), complete tool calls (`ToolCall`) and None
-    after each `keepalive_s` of silence; then `result` is set (finish reason "tool_calls" when
-    the model called a tool). Closing the iterator cancels the generation."""
-
-    def __init__(self, stream: GenerationStream, check: OutputCheck | None) -> None:
-        self._stream = stream
-        self._check = check
-        self.result: GenerationResult | None = None
-
-    async def events(self, keepalive_s: float) -> AsyncIterator[str | ToolCall | None]:
-        stream = self._stream
-        parser = ToolCallParser(stream.tool_format) if stream.tool_format else None
-        text: list[str] = []
-        calls: list[ToolCall] = []
-        try:
-            async for item in stream.deltas(keepalive_s):
-                if item is None or parser is None:
-                    if item is not None:
-                        text.append(item)
-                    yield item
-                    continue
-                parsed = parser.feed(item)
-                if parsed.content:
-                    text.append(parsed.content)
-                    yield parsed.content
-                for call in parsed.calls:
-                    calls.append(call)
-                    yield call
-            if parser is not None:
-                parsed = parser.finish()
-                if parsed.content:
-                    text.append(parsed.content)
-                    yield parsed.content
-                for call in parsed.calls:
-                    calls.append(call)
-                    yield call
-            result = stream.result
-            assert result is not None
-            for call in result.tool_calls:  # a remote backend hands calls over in the result
-                calls.append(call)
-                yield call
-        finally:
-            await stream.aclose()
-        output = "".join(text)
-        if self._check is not None and result.finish_reason != "length":
-            if (problem := self._check.problems(output)) is not None:
-                raise StructuredOutputError(
-                    f"output did not match the requested format: {problem}", raw_output=output
-                )
-        finish = "tool_calls" if calls else result.finish_reason
-        self.result = replace(result, text=output, tool_calls=calls, finish_reason=finish)
-
-
-async def start_turn(engine: Engine, turn: ChatTurn) -> TurnStream:
-    """Start generating; errors before the first token (queue full, context) are raised here."""
-    return TurnStream(await engine.stream(turn.agent, turn.generation), turn.check)
+async def plan_turn(state: State, body: ChatCompletionRequest) -> GenerationRequest:
+    """The engine request for `body` (media read to text, tools and output format checked)."""
+    return _chat_request(body, await _engine_messages(body.messages, state.runtime))
 
 
 @dataclass(frozen=True)
@@ -133,8 +54,8 @@ class PipelineTurn:
     """The pipeline behind a chat: `events()` yields `Reasoning` progress lines, None after each
     `keepalive_s` of silence, and finally the summary with the diff as text (str)."""
 
-    def __init__(self, state: State, task_id: str) -> None:
-        self._store = state.store
+    def __init__(self, runtime: Runtime, task_id: str) -> None:
+        self._store = runtime.store
         self.task_id = task_id
 
     async def events(self, keepalive_s: float) -> AsyncIterator[Reasoning | str | None]:
@@ -148,15 +69,16 @@ class PipelineTurn:
         yield final_message(self._store.get(self.task_id))
 
 
-def pipeline_turn(state: State, body: ChatCompletionRequest) -> PipelineTurn:
+async def pipeline_turn(state: State, body: ChatCompletionRequest) -> PipelineTurn:
     """Start the whole pipeline on the task in `body`'s last user message."""
-    pipeline: Pipeline = state.pipeline
-    return PipelineTurn(state, pipeline.submit(task_text(body), None, None).task_id)
+    runtime: Runtime = state.runtime
+    task = runtime.pipeline.submit(await task_text(runtime, body), None, None)
+    return PipelineTurn(runtime, task.task_id)
 
 
 async def pipeline_answer(state: State, body: ChatCompletionRequest) -> tuple[str, str]:
     """Run the pipeline to the end: (its progress as one text, the final message)."""
-    turn = pipeline_turn(state, body)
+    turn = await pipeline_turn(state, body)
     progress: list[str] = []
     final = ""
     async for item in turn.events(state.settings.server.keepalive_s):

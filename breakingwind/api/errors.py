@@ -154,14 +154,6 @@ def sse_error(exc: BaseException) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def log_stream_failure(exc: BaseException, what: str) -> None:
-    """Log an error that ends a stream: a traceback only for the unexpected ones."""
-    if isinstance(exc, BreakingWindError):
-        log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
-    else:
-        log.error("%s failed", what, exc_info=exc)
-
-
 async def handle_breakingwind_error(request: Request, exc: Exception) -> Response:
     quiet = RequestError | MediaError | SandboxViolation | ToolError | TaskNotFound | TaskConflict
     if not isinstance(exc, quiet):

@@ -10,37 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from breakingwind.media.parts import ContentPart
+
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-class TextPart(_Open):
-    type: Literal["text"]
-    text: str
-
-
-class ImageUrl(_Open):
-    url: str = Field(min_length=1)
-    detail: str | None = None
-
-
-class ImagePart(_Open):
-    type: Literal["image_url"]
-    image_url: ImageUrl
-
-
-class InputAudio(_Open):
-    data: str = Field(min_length=1, description="base64-encoded audio")
-    format: str = Field(min_length=1)
-
-
-class AudioPart(_Open):
-    type: Literal["input_audio"]
-    input_audio: InputAudio
-
-
-ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
 
 
 class FunctionCall(_Open):

@@ -10,35 +10,34 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from breakingwind.api.errors import sse_error
+from breakingwind.api.openai_chunks import NO_USAGE, Envelope, guarded, usage_json
 from breakingwind.api.openai_schemas import ChatCompletionRequest
-from breakingwind.api.sse import DONE, PING, SSE_HEADERS, data_line
+from breakingwind.api.sse import DONE, PING, SSE_HEADERS
 from breakingwind.api.workflow_routes import event_stream_items
-from breakingwind.errors import BreakingWindError, InvalidRequest
-from breakingwind.pipeline import Pipeline
+from breakingwind.errors import InvalidRequest
 from breakingwind.progress import final_message, progress_line
+from breakingwind.runtime import Runtime
 from breakingwind.store import TaskStore
 
 
-def task_text(body: ChatCompletionRequest) -> str:
-    """The pipeline's task: the last user message's text."""
-    for message in reversed(body.messages):
-        if message.role == "user":
-            if isinstance(message.content, str):
-                return message.content
-            if message.content:
-                return "".join(p.text for p in message.content if p.type == "text")  # type: ignore[union-attr]
+async def task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
+    """The last user message, read whole: screenshots and audio reach the task as text."""
+    for index in range(len(body.messages) - 1, -1, -1):
+        message = body.messages[index]
+        if message.role == "user" and message.content:
+            root = runtime.settings.project.root
+            return await runtime.task_text(message.content, root, f"messages[{index}]")
     raise InvalidRequest("the pipeline needs a user message with the task", param="messages")
 
 
 async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Response:
-    pipeline: Pipeline = request.app.state.pipeline
-    state = pipeline.submit(task_text(body), None, None)
+    runtime: Runtime = request.app.state.runtime
+    pipeline = runtime.pipeline
+    state = pipeline.submit(await task_text(runtime, body), None, None)
     if not body.stream:
         final = await pipeline.wait(state.task_id)
         return JSONResponse(
@@ -55,12 +54,13 @@ async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Respon
                         "message": {"role": "assistant", "content": final_message(final)},
                     }
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": usage_json(NO_USAGE),
             }
         )
     chunks = _chunks(
         request.app.state.store, state.task_id, body, request.app.state.settings.server.keepalive_s
     )
+    chunks = guarded(chunks, "pipeline chat")
     return StreamingResponse(
         chunks, media_type="text/event-stream", headers={**SSE_HEADERS, "X-Task-Id": state.task_id}
     )
@@ -69,42 +69,17 @@ async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Respon
 async def _chunks(
     store: TaskStore, task_id: str, body: ChatCompletionRequest, keepalive_s: float
 ) -> AsyncIterator[bytes]:
-    head = {
-        "id": f"chatcmpl-{task_id}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": body.model,
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return data_line(
-            {
-                **head,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-        )
-
-    try:
-        yield chunk({"role": "assistant", "content": ""})
-        async for event in event_stream_items(store, task_id, 0, keepalive_s):
-            if event is None:
-                yield PING
-                continue
-            line = progress_line(event)
-            if line:
-                yield chunk({"reasoning_content": line})
-        yield chunk({"content": final_message(store.get(task_id))})
-        yield chunk({}, "stop")
-        if body.include_usage:
-            yield data_line(
-                {
-                    **head,
-                    "choices": [],
-                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                }
-            )
-        yield DONE
-    except BreakingWindError as exc:
-        yield sse_error(exc)
+    envelope = Envelope(f"chatcmpl-{task_id}", "chat.completion.chunk", body.model)
+    yield envelope.chat({"role": "assistant", "content": ""})
+    async for event in event_stream_items(store, task_id, 0, keepalive_s):
+        if event is None:
+            yield PING
+            continue
+        line = progress_line(event)
+        if line:
+            yield envelope.chat({"reasoning_content": line})
+    yield envelope.chat({"content": final_message(store.get(task_id))})
+    yield envelope.chat({}, "stop")
+    if body.include_usage:
+        yield envelope.usage(NO_USAGE)
+    yield DONE

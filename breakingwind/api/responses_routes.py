@@ -23,20 +23,19 @@ from starlette.routing import Route
 from breakingwind.api.chat_core import (
     PipelineTurn,
     Reasoning,
-    TurnStream,
-    complete_turn,
     internal_request,
     pipeline_answer,
     pipeline_turn,
     plan_turn,
-    start_turn,
 )
-from breakingwind.api.errors import error_body, log_stream_failure
+from breakingwind.api.errors import error_body
 from breakingwind.api.model_names import agent_for_model
+from breakingwind.api.openai_chunks import guarded
 from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.responses_schemas import NamedFunctionChoice, ResponsesRequest
 from breakingwind.api.sse import PING, event_line, event_stream_response, parse_json_body
 from breakingwind.engine import Engine, GenerationResult
+from breakingwind.engine.output import Reply
 from breakingwind.engine.tool_calls import ToolCall
 from breakingwind.errors import InvalidRequest
 
@@ -284,18 +283,28 @@ async def responses(request: Request) -> Response:
     response = _Response(body)
     if agent is None:
         if body.stream:
-            turn = pipeline_turn(state, internal)
-            events = _pipeline_events(turn, response, keepalive)
+            turn = await pipeline_turn(state, internal)
+            events = guarded(
+                _pipeline_events(turn, response, keepalive),
+                "pipeline responses",
+                failure=lambda exc: _failure(response, exc),
+            )
             return event_stream_response(events, {"X-Task-Id": turn.task_id})
         progress, final = await pipeline_answer(state, internal)
         response.output += [_reasoning_item(progress)] if progress else []
         response.output.append(_message_item(final))
         return JSONResponse(response.finished(None))
-    turn = await plan_turn(state, agent, internal)
+    generation = await plan_turn(state, internal)
     if body.stream:
-        stream = await start_turn(engine, turn)
-        return event_stream_response(_chat_events(stream, response, keepalive))
-    result = await complete_turn(engine, turn)
+        reply = await engine.reply(agent, generation)
+        events = guarded(
+            _chat_events(reply, response, keepalive),
+            "responses",
+            reply.aclose,
+            lambda exc: _failure(response, exc),
+        )
+        return event_stream_response(events)
+    result = await engine.complete(agent, generation)
     if result.text or not result.tool_calls:
         response.output.append(_message_item(result.text))
     response.output += [_call_item(call) for call in result.tool_calls]
@@ -378,86 +387,81 @@ def _opening(response: _Response) -> list[bytes]:
     ]
 
 
-def _failure(response: _Response, exc: BaseException) -> list[bytes]:
+def _failure(response: _Response, exc: BaseException) -> bytes:
+    """An `error` event, then `response.failed` (what Codex reads)."""
     _, body, _ = error_body(exc)
     error = body["error"]
-    return [
-        response.event("error", code=error["code"], message=error["message"], param=error["param"]),
-        response.event(
-            "response.failed",
-            response=response.snapshot(
-                "failed",
-                error={"code": error["code"] or "server_error", "message": error["message"]},
+    return b"".join(
+        [
+            response.event(
+                "error", code=error["code"], message=error["message"], param=error["param"]
             ),
-        ),
-    ]
+            response.event(
+                "response.failed",
+                response=response.snapshot(
+                    "failed",
+                    error={"code": error["code"] or "server_error", "message": error["message"]},
+                ),
+            ),
+        ]
+    )
 
 
 async def _chat_events(
-    turn: TurnStream, response: _Response, keepalive_s: float
+    reply: Reply, response: _Response, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     text: _TextItem | None = None
-    try:
-        for line in _opening(response):
-            yield line
-        async for item in turn.events(keepalive_s):
-            if item is None:
-                yield PING
-            elif isinstance(item, str):
-                if text is None:
-                    text = _TextItem(response, "message")
-                    for line in text.open():
-                        yield line
-                yield text.delta(item)
-            else:
-                if text is not None:
-                    for line in text.close():
-                        yield line
-                    text = None
-                for line in _call_events(response, item):
+    for line in _opening(response):
+        yield line
+    async for chunk in reply.chunks(keepalive_s):
+        if chunk is None:
+            yield PING
+            continue
+        if chunk.content:
+            if text is None:
+                text = _TextItem(response, "message")
+                for line in text.open():
                     yield line
-        if text is not None:
-            for line in text.close():
+            yield text.delta(chunk.content)
+        for call in chunk.tool_calls:
+            if text is not None:
+                for line in text.close():
+                    yield line
+                text = None
+            for line in _call_events(response, call):
                 yield line
-        result = turn.result
-        assert result is not None
-        finished = response.finished(result)
-        kind = "response.incomplete" if finished["status"] == "incomplete" else "response.completed"
-        yield response.event(kind, response=finished)
-    except Exception as exc:
-        log_stream_failure(exc, "responses stream")
-        for line in _failure(response, exc):
+    if text is not None:
+        for line in text.close():
             yield line
+    assert reply.result is not None
+    finished = response.finished(reply.result)
+    kind = "response.incomplete" if finished["status"] == "incomplete" else "response.completed"
+    yield response.event(kind, response=finished)
 
 
 async def _pipeline_events(
     turn: PipelineTurn, response: _Response, keepalive_s: float
 ) -> AsyncIterator[bytes]:
     reasoning: _TextItem | None = None
-    try:
-        for line in _opening(response):
-            yield line
-        async for item in turn.events(keepalive_s):
-            if item is None:
-                yield PING
-            elif isinstance(item, Reasoning):
-                if reasoning is None:
-                    reasoning = _TextItem(response, "reasoning")
-                    for line in reasoning.open():
-                        yield line
-                yield reasoning.delta(item.text)
-            else:
-                if reasoning is not None:
-                    for line in reasoning.close():
-                        yield line
-                message = _TextItem(response, "message")
-                for line in [*message.open(), message.delta(item), *message.close()]:
+    for line in _opening(response):
+        yield line
+    async for item in turn.events(keepalive_s):
+        if item is None:
+            yield PING
+        elif isinstance(item, Reasoning):
+            if reasoning is None:
+                reasoning = _TextItem(response, "reasoning")
+                for line in reasoning.open():
                     yield line
-        yield response.event("response.completed", response=response.finished(None))
-    except Exception as exc:
-        log_stream_failure(exc, "pipeline responses stream")
-        for line in _failure(response, exc):
-            yield line
+            yield reasoning.delta(item.text)
+        else:
+            if reasoning is not None:
+                for line in reasoning.close():
+                    yield line
+            message = _TextItem(response, "message")
+            for line in [*message.open(), message.delta(item), *message.close()]:
+                yield line
+    yield response.event("response.completed", response=response.finished(None))
 
 
 ROUTES = [Route("/v1/responses", responses, methods=["POST"])]

@@ -18,11 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from breakingwind.agents.preprocessor import render_material
-from breakingwind.api.openai_schemas import ContentPart
 from breakingwind.api.sse import PING, SSE_HEADERS, parse_json_body
-from breakingwind.errors import InvalidRequest, MediaError
+from breakingwind.errors import InvalidRequest
+from breakingwind.media import ContentPart
 from breakingwind.pipeline import Pipeline
+from breakingwind.runtime import Runtime
 from breakingwind.store import SubscriberDropped, TaskStore
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
@@ -100,25 +100,12 @@ async def start_workflow(request: Request) -> Response:
     body = await parse_json_body(request, WorkflowRequest)
     pipeline: Pipeline = request.app.state.pipeline
     project = Path(body.project).expanduser() if body.project else None
-    text = await _task_text(request, body, project)
+    runtime: Runtime = request.app.state.runtime
+    # Media parts are read now (OCR, transcription), so the task survives restarts as text.
+    root = project or runtime.settings.project.root
+    text = await runtime.task_text(body.input, root, "input")
     state = pipeline.submit(text, project, body.options)
     return _streaming(request, state.task_id, 0)
-
-
-async def _task_text(request: Request, body: WorkflowRequest, project: Path | None) -> str:
-    """The task as text: media parts transcribed / OCR'd now, so the task survives restarts."""
-    if isinstance(body.input, str):
-        return body.input
-    if all(part.type == "text" for part in body.input):
-        return "".join(part.text for part in body.input)  # type: ignore[union-attr]
-    root = project or request.app.state.settings.project.root
-    parts = [part.model_dump(by_alias=True, exclude_none=True) for part in body.input]
-    try:
-        material = await request.app.state.media.parts_to_text(parts, root)
-    except MediaError as exc:
-        exc.param = f"input.{exc.param}" if exc.param else "input"
-        raise
-    return render_material(material)
 
 
 async def task_events(request: Request) -> Response:

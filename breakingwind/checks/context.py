@@ -28,6 +28,7 @@ from breakingwind.modelfiles.manifest import (
 )
 
 if TYPE_CHECKING:
+    from breakingwind.checks.install import InstalledBuild
     from breakingwind.tools.registry import ToolRegistry
 
 GIB = 1024**3
@@ -96,6 +97,13 @@ class Context:
         from breakingwind.engine.worker import compiled_backend  # imports llama_cpp
 
         return compiled_backend()
+
+    @cached_property
+    def installed_build(self) -> InstalledBuild | None:
+        """What scripts/install.sh recorded in this venv (None after any other install)."""
+        from breakingwind.checks.install import installed_build
+
+        return installed_build()
 
     @cached_property
     def tools(self) -> ToolRegistry:

@@ -7,16 +7,18 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from pydantic import BaseModel
 
 from breakingwind.checks.context import Context, Result, Status, fail, ok, warn
 from breakingwind.hardware import Hardware
 
 PACKAGE = "breakingwind"
 REINSTALL = "./scripts/install.sh"
-REBUILD = "make clean-venv && PIP_NO_CACHE_DIR=1 make install"
+BUILD_RECORD = "breakingwind-backend.json"  # written by scripts/install.sh
 
 
 def check_python(ctx: Context) -> Iterator[Result]:
@@ -71,6 +73,30 @@ def _pin_problem(pin: Requirement) -> str | None:
     return f"{installed} is installed, pyproject.toml pins {pin.specifier}"
 
 
+class InstalledBuild(BaseModel):
+    """What `scripts/install.sh` built and why, as it wrote it into the venv."""
+
+    backend: str
+    cmake_args: str
+    wheel_key: str
+    reason: str
+    requested: str
+    wheel: str
+
+
+def installed_build(prefix: Path | None = None) -> InstalledBuild | None:
+    """The record `scripts/install.sh` left in the venv at `prefix`; None for another install."""
+    path = Path(prefix or sys.prefix) / BUILD_RECORD
+    try:
+        return InstalledBuild.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _switch(backend: str) -> str:
+    return f"make install BREAKINGWIND_BACKEND={backend}"
+
+
 @dataclass(frozen=True)
 class BackendRule:
     """A compiled backend that does not suit the hardware; the first rule that applies wins."""
@@ -86,28 +112,32 @@ BACKEND_RULES: tuple[BackendRule, ...] = (
         lambda hw, backend: hw.apple_silicon and backend != "Metal",
         Status.WARN,
         "llama-cpp-python is a {backend} build on {hardware}: without Metal the GPU sits idle",
-        REBUILD,
+        _switch("metal"),
     ),
     BackendRule(
         lambda hw, backend: hw.has_nvidia_gpu and backend == "CPU",
         Status.WARN,
         "llama-cpp-python is a CPU build but this machine has an NVIDIA GPU: {hardware}",
-        f"put the CUDA toolkit's nvcc on PATH, then: {REBUILD}",
+        f"put the CUDA toolkit's nvcc on PATH, then: {_switch('cuda')}",
     ),
     BackendRule(
         lambda hw, backend: backend == "CUDA" and not hw.has_nvidia_gpu,
         Status.WARN,
         "llama-cpp-python is a CUDA build but no NVIDIA GPU or driver was found ({hardware})",
-        f"install the NVIDIA driver, or rebuild for the CPU (nvcc off PATH): {REBUILD}",
+        f"install the NVIDIA driver, or build for the CPU: {_switch('cpu')}",
     ),
 )
 
 
 def check_backend(ctx: Context) -> Iterator[Result]:
+    """The backend the installed wheel was compiled for, against the GPU this machine shows."""
     hardware, backend = ctx.hardware, ctx.backend
+    build = ctx.installed_build
+    built = f" (wheel {build.wheel_key}: {build.reason})" if build else ""
     for rule in BACKEND_RULES:
         if rule.applies(hardware, backend):
-            detail = rule.detail.format(backend=backend, hardware=hardware.describe())
+            detail = rule.detail.format(backend=backend, hardware=hardware.describe()) + built
             yield Result(status=rule.status, detail=detail, fix=rule.fix)
             return
-    yield ok(f"llama-cpp-python is a {backend} build; this machine has {hardware.describe()}")
+    machine = hardware.describe()
+    yield ok(f"llama-cpp-python is a {backend} build{built}; this machine has {machine}")

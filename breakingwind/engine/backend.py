@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from breakingwind.engine.types import GenerationRequest
-from breakingwind.engine.worker import (
-    GenerationStream,
+from breakingwind.engine.stream import GenerationStream
+from breakingwind.engine.types import (
+    GenerationRequest,
     LoadReport,
     ModelSpec,
     ModelState,

@@ -13,7 +13,8 @@ from typing import Any
 
 from llama_cpp import llama_chat_format
 
-from breakingwind.engine.tool_calls import ToolCallFormat, format_for_template
+from breakingwind.engine.tool_calls import format_for_template
+from breakingwind.engine.types import ToolCallFormat
 from breakingwind.errors import ModelLoadError, TemplateError
 from breakingwind.prompts import render_prompt
 

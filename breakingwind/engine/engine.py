@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,17 +13,26 @@ from typing import Any
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
 from breakingwind.engine.gguf_file import inspect_gguf
-from breakingwind.engine.tool_calls import ToolCallParser
-from breakingwind.engine.types import GenerationRequest, GenerationResult
-from breakingwind.engine.worker import (
-    GenerationStream,
+from breakingwind.engine.grammars import json_output_grammar
+from breakingwind.engine.output import Reply, retry_messages
+from breakingwind.engine.stream import GenerationStream
+from breakingwind.engine.types import (
+    GenerationRequest,
+    GenerationResult,
     LoadReport,
     ModelSpec,
     ModelState,
-    ModelWorker,
+    PreparedRequest,
     SamplingParams,
 )
-from breakingwind.errors import MemoryBudgetExceeded, ModelLoadError, ModelUnavailable, QueueFull
+from breakingwind.engine.worker import ModelWorker
+from breakingwind.errors import (
+    MemoryBudgetExceeded,
+    ModelLoadError,
+    ModelUnavailable,
+    QueueFull,
+    StructuredOutputError,
+)
 from breakingwind.modelfiles.manifest import (
     Manifest,
     ResolvedModel,
@@ -67,6 +77,8 @@ class Engine:
         self._workers: dict[Path, ModelWorker] = {}
         self._remote: dict[str, ModelBackend] = {}
         self._by_agent: dict[str, ModelBackend] = {}
+        # Called with (agent, seconds) after each `complete`, queueing and retries included.
+        self.observers: list[Callable[[str, float], None]] = []
         sharing: dict[Path, list[str]] = {}
         for agent, model in self.models.items():
             sharing.setdefault(model.path, []).append(agent)
@@ -146,17 +158,20 @@ class Engine:
     async def stream(
         self, agent: str, request: GenerationRequest, wait_for_room: bool = False
     ) -> GenerationStream:
-        """Start a generation on `agent`'s model and return its stream of text deltas.
+        """Start a generation on `agent`'s model and return its raw stream of text deltas.
 
-        Waits for the model to finish loading; raises `ModelUnavailable`, `ContextOverflow` or
-        `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
-        again after each `QueueFull.retry_after_s` instead, for as long as the caller waits
-        (the pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        The low-level call (benchmarks measure with it): tool-call markup stays in the text and
+        `json_output` is not checked — protocol edges use `reply`, agents `complete`. Waits for
+        the model to finish loading; raises `ModelUnavailable`, `ContextOverflow`, `GrammarError`
+        or `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
+        again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
+        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
         """
         worker = self.worker(agent)
         await worker.wait_ready()
-        sampling = _sampling(request, self.settings.agents()[agent])
-        prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        settings = self.settings.agents()[agent]
+        # Building a grammar and rendering a prompt are CPU work: off the event loop.
+        prepared = await asyncio.to_thread(_prepare, worker, request, settings)
         while True:
             try:
                 return worker.submit(prepared)
@@ -171,9 +186,20 @@ class Engine:
         A remote backend renders on its server: 0 there."""
         worker = self.worker(agent)
         await worker.wait_ready()
-        sampling = _sampling(request, self.settings.agents()[agent])
-        prepared = await asyncio.to_thread(worker.prepare, request, sampling)
+        agent_settings = self.settings.agents()[agent]
+        prepared = await asyncio.to_thread(_prepare, worker, request, agent_settings)
         return len(prepared.tokens)
+
+    async def reply(
+        self, agent: str, request: GenerationRequest, wait_for_room: bool = False
+    ) -> Reply:
+        """Start a generation for a protocol edge: a `Reply` whose chunks carry content and
+        parsed tool calls, checked against `request.json_output` when it ends (see
+        `engine/output.py`). Every edge (chat completions, Responses, Messages) translates these
+        chunks into its own envelope; none parses model text itself. Errors as for `stream`.
+        """
+        stream = await self.stream(agent, request, wait_for_room)
+        return Reply(stream, request.json_output)
 
     async def complete(
         self,
@@ -184,28 +210,55 @@ class Engine:
     ) -> GenerationResult:
         """Generate to the end and return the whole result, tool calls parsed out of the text.
 
+        Output that fails `request.json_output` is sent back to the model once with the problem;
+        a second failure raises `StructuredOutputError`. Output cut off by max_tokens is returned
+        as it is (finish_reason "length"), as OpenAI does: the caller chose the limit.
         `on_delta` sees the raw text as it is generated (progress display, event streams);
         `wait_for_room` as for `stream`.
         """
-        stream = await self.stream(agent, request, wait_for_room)
-        async with stream:
-            async for delta in stream:
-                if on_delta is not None:
-                    on_delta(delta)
-            result = stream.result
-            assert result is not None
-        if stream.tool_format is None:
+        started = time.perf_counter()
+        try:
+            return await self._complete_checked(agent, request, on_delta, wait_for_room)
+        finally:
+            for observe in self.observers:
+                observe(agent, time.perf_counter() - started)
+
+    async def _complete_checked(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None,
+        wait_for_room: bool,
+    ) -> GenerationResult:
+        result, problem = await self._complete_once(agent, request, on_delta, wait_for_room)
+        check = request.json_output
+        if check is None or problem is None:
             return result
-        parser = ToolCallParser(stream.tool_format)
-        head, tail = parser.feed(result.text), parser.finish()
-        if not parser.calls:
-            return result
-        return replace(
-            result,
-            text=head.content + tail.content,
-            tool_calls=parser.calls,
-            finish_reason="tool_calls",
+        assert request.messages is not None
+        retry = replace(
+            request, messages=retry_messages(request.messages, result.text, check.name, problem)
         )
+        result, problem = await self._complete_once(agent, retry, on_delta, wait_for_room)
+        if problem is not None:
+            raise StructuredOutputError(
+                f"output did not match {check.name}: {problem}", raw_output=result.text
+            )
+        return result
+
+    async def _complete_once(
+        self,
+        agent: str,
+        request: GenerationRequest,
+        on_delta: Callable[[str], None] | None,
+        wait_for_room: bool,
+    ) -> tuple[GenerationResult, str | None]:
+        stream = await self.stream(agent, request, wait_for_room)
+        async with Reply(stream, request.json_output, check=False) as reply:
+            async for chunk in reply.chunks():
+                if on_delta is not None and chunk is not None and chunk.text:
+                    on_delta(chunk.text)
+        assert reply.result is not None
+        return reply.result, reply.problem
 
     def status(self) -> dict[str, AgentStatus]:
         statuses = {}
@@ -226,6 +279,19 @@ class Engine:
                 last_error=worker.last_error,
             )
         return statuses
+
+
+def _prepare(
+    worker: ModelBackend, request: GenerationRequest, agent: AgentSettings
+) -> PreparedRequest:
+    """Build the JSON output grammar a request asks for, then let the backend render it."""
+    if request.json_output is not None and request.grammar is None:
+        request = replace(
+            request,
+            grammar=json_output_grammar(request.json_output),
+            json_schema=request.json_output.json_schema,
+        )
+    return worker.prepare(request, _sampling(request, agent))
 
 
 def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from breakingwind.errors import GrammarError
+
+if TYPE_CHECKING:
+    from breakingwind.engine.output import JsonOutput
 
 JSON_OBJECT_GRAMMAR = JSON_GBNF
 _LAX_CHAR = 'char ::= [^"\\\\]'
@@ -74,6 +79,16 @@ def _grammar_friendly(schema: Any) -> Any:
         if isinstance(out.get(key), dict):
             out[key] = {name: _grammar_friendly(sub) for name, sub in out[key].items()}
     return out
+
+
+def json_output_grammar(output: JsonOutput) -> str:
+    """The grammar for `output`: any JSON object, or JSON matching its schema."""
+    if output.schema is None:
+        return JSON_OBJECT_GRAMMAR
+    try:
+        return json_schema_grammar(output.schema)
+    except Exception as exc:  # the converter raises bare errors on unsupported schemas
+        raise GrammarError(f"unsupported JSON schema: {exc}") from None
 
 
 def _without_unsupported_patterns(node: Any) -> Any:

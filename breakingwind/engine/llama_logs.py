@@ -18,7 +18,24 @@ import llama_cpp._internals
 import llama_cpp.llama
 
 log = logging.getLogger("llama.cpp")
-_LEVELS = {2: logging.WARNING, 3: logging.ERROR}  # ggml: 1 info, 2 warn, 3 error, 4 debug
+# ggml.h's `enum ggml_log_level` (llama-cpp-python's `_logger.py` copies an older numbering):
+# llama.cpp's information lines (163 per model load) are our DEBUG; CONT continues the last line.
+GGML_LEVELS = {
+    0: logging.DEBUG,  # NONE
+    1: logging.DEBUG,  # DEBUG
+    2: logging.DEBUG,  # INFO
+    3: logging.WARNING,  # WARN
+    4: logging.ERROR,  # ERROR
+}
+GGML_CONT = 5
+_last_level = [logging.DEBUG]  # the level a CONT line inherits; llama.cpp's logger is global too
+
+
+def python_level(ggml_level: int) -> int:
+    """The logging level for a line llama.cpp logged at `ggml_level`."""
+    if ggml_level != GGML_CONT:
+        _last_level[0] = GGML_LEVELS.get(ggml_level, logging.DEBUG)
+    return _last_level[0]
 
 
 class _NoRedirect:
@@ -37,8 +54,9 @@ class _NoRedirect:
 @llama_cpp.llama_log_callback
 def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
-    if message:
-        log.log(_LEVELS.get(level, logging.DEBUG), "%s", message)
+    python = python_level(level)
+    if message and log.isEnabledFor(python):
+        log.log(python, "%s", message)
 
 
 def install() -> None:

@@ -43,22 +43,19 @@ from typing import Any
 import httpx2 as httpx
 
 from breakingwind.config import AgentSettings
-from breakingwind.engine.tool_calls import ToolCall
+from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.types import (
     FinishReason,
     GenerationRequest,
     GenerationResult,
-    Timings,
-    Usage,
-)
-from breakingwind.engine.worker import (
-    GenerationStream,
     LoadReport,
     ModelSpec,
     ModelState,
     PreparedRequest,
     SamplingParams,
-    _Job,
+    Timings,
+    ToolCall,
+    Usage,
 )
 from breakingwind.errors import (
     BackendError,
@@ -176,7 +173,7 @@ class RemoteModel:
         self._n_ctx_settled = "n_ctx" in settings.model_fields_set
         self._active = 0
         self._waiting = 0
-        self._jobs: set[_Job] = set()
+        self._jobs: set[Job] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         # One limiter per event loop: production runs one loop; tests and `bench` drive the
         # engine from several, and an asyncio primitive cannot cross loops.
@@ -269,7 +266,7 @@ class RemoteModel:
         if self._waiting >= self.max_queue:
             raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
         loop = asyncio.get_running_loop()
-        job = _Job(prepared, loop)
+        job = Job(prepared, loop)
         self._waiting += 1  # counted now, so a burst of submits sees the line it makes
         task = loop.create_task(self._run(job))
         self._tasks.add(task)
@@ -278,7 +275,7 @@ class RemoteModel:
 
     # --- requests ----------------------------------------------------------------------------
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         slots = self._slots.setdefault(loop, asyncio.Semaphore(self.settings.max_concurrent))
         try:
@@ -313,7 +310,7 @@ class RemoteModel:
             self._active -= 1
             slots.release()
 
-    async def _stream(self, job: _Job, reply: _Reply) -> None:
+    async def _stream(self, job: Job, reply: _Reply) -> None:
         prepared = job.prepared
         assert isinstance(prepared, RemotePrepared)
         async with self._client() as client:
@@ -378,7 +375,7 @@ class RemoteModel:
             )
 
     def _result(
-        self, job: _Job, reply: _Reply, started: float, finish: FinishReason | None
+        self, job: Job, reply: _Reply, started: float, finish: FinishReason | None
     ) -> GenerationResult:
         finished = time.monotonic()
         calls = reply.tool_calls() if finish is None else []
@@ -534,7 +531,7 @@ def _this_task_is_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def _cancel_when_set(job: _Job, task: asyncio.Task[None]) -> None:
+async def _cancel_when_set(job: Job, task: asyncio.Task[None]) -> None:
     """Cancel `task` (closing its HTTP stream) once the job's cancel flag is set."""
     while not job.cancel.is_set():
         await asyncio.sleep(CANCEL_POLL_S)

@@ -15,16 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.tool_calls import HERMES
-from breakingwind.engine.types import GenerationRequest, GenerationResult, Timings, Usage
-from breakingwind.engine.worker import (
-    GenerationStream,
+from breakingwind.engine.types import (
+    GenerationRequest,
+    GenerationResult,
     LoadReport,
     ModelSpec,
     ModelState,
     PreparedRequest,
     SamplingParams,
-    _Job,
+    Timings,
+    Usage,
 )
 from breakingwind.errors import ModelLoadError, ModelUnavailable
 
@@ -101,11 +103,11 @@ class ScriptedModel:
         if not self._answers:
             raise ModelUnavailable(f"scripted model {self.name} has no answer left")
         answer = self._answers.popleft()
-        job = _Job(prepared, asyncio.get_running_loop())
+        job = Job(prepared, asyncio.get_running_loop())
         asyncio.get_running_loop().create_task(self._play(job, request, answer))
         return GenerationStream(job, prepared.tool_format)
 
-    async def _play(self, job: _Job, request: GenerationRequest, answer: Answer) -> None:
+    async def _play(self, job: Job, request: GenerationRequest, answer: Answer) -> None:
         async with self._lock:  # one request at a time, like a real worker
             started = time.monotonic()
             self.busy = True
@@ -135,7 +137,7 @@ class ScriptedModel:
             )
 
     @staticmethod
-    async def _text(job: _Job, request: GenerationRequest, answer: Answer) -> tuple[str, str]:
+    async def _text(job: Job, request: GenerationRequest, answer: Answer) -> tuple[str, str]:
         if isinstance(answer, Hang):
             while not job.cancel.is_set():
                 await asyncio.sleep(0.01)

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from breakingwind.engine.engine import Engine
 from breakingwind.engine.grammars import json_schema_grammar
+from breakingwind.engine.output import retry_messages
 from breakingwind.engine.types import GenerationRequest
 from breakingwind.errors import StructuredOutputError
-from breakingwind.prompts import render_prompt
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ATTEMPTS = 2
@@ -64,16 +64,7 @@ async def generate_structured(
             return schema.model_validate_json(raw)
         except ValidationError as exc:
             errors = _describe(exc, truncated=result.finish_reason == "length")
-        conversation = [
-            *messages,
-            {"role": "assistant", "content": raw},
-            {
-                "role": "user",
-                "content": render_prompt(
-                    "structured_retry.md", schema_name=schema.__name__, errors=errors
-                ),
-            },
-        ]
+        conversation = retry_messages(messages, raw, schema.__name__, errors)
     raise StructuredOutputError(
         f"{agent}: output did not match {schema.__name__} after {ATTEMPTS} attempts: {errors}",
         raw_output=raw,

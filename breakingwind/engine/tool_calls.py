@@ -18,22 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from breakingwind.engine.grammars import gbnf_literal, json_schema_grammar
-
-
-@dataclass(frozen=True)
-class ToolCallFormat:
-    name: str
-    open: str
-    close: str  # "" means the block runs to the end of the generation
-    list_block: bool  # the block holds a JSON list of calls rather than one call
-
-    def render_call(self, name: str, arguments: dict[str, Any]) -> str:
-        """How an earlier call appears in the history, for templates without tool support."""
-        call = {"name": name, "arguments": arguments}
-        body = json.dumps([call] if self.list_block else call)
-        return f"{self.open}{body}{self.close}"
-
+from breakingwind.engine.types import ToolCall, ToolCallFormat
 
 HERMES = ToolCallFormat("hermes", "<tool_call>", "</tool_call>", list_block=False)
 # Marker found in a chat template -> the call format its model was trained on.
@@ -65,6 +50,9 @@ def tool_call_grammar(
     tools: list[dict[str, Any]], choice: ToolChoice, fmt: ToolCallFormat, parallel: bool
 ) -> ToolGrammar:
     """The grammar that keeps calls well-formed for `tools` under `choice`."""
+    # Building grammars needs llama_cpp; parsing calls (below) does not, so it is imported here.
+    from breakingwind.engine.grammars import gbnf_literal, json_schema_grammar
+
     functions = [tool["function"] for tool in tools]
     if choice not in ("auto", "required"):
         functions = [f for f in functions if f["name"] == choice]
@@ -95,14 +83,6 @@ def tool_call_grammar(
         # where the constrained part starts.
         return ToolGrammar(grammar, lazy_triggers=[rf"[\s\S]*?({re.escape(fmt.open)})[\s\S]*"])
     return ToolGrammar(grammar)
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    index: int
-    id: str
-    name: str
-    arguments: str  # JSON text
 
 
 @dataclass

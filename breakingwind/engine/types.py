@@ -1,13 +1,44 @@
-"""What callers hand the engine and what they get back."""
+"""The engine's shared types: what callers hand the engine, what every backend receives, and
+what comes back. Plain data only: this module imports no backend (and so no llama_cpp), so the
+remote and scripted backends, the edges and the tests can use it without loading a model runtime.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from breakingwind.engine.tool_calls import ToolCall
+if TYPE_CHECKING:
+    from breakingwind.engine.output import JsonOutput
 
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
+ModelState = Literal["loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    index: int
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(frozen=True)
+class ToolCallFormat:
+    """How a model writes a tool call in its text (see `tool_calls.py` for the known formats)."""
+
+    name: str
+    open: str
+    close: str  # "" means the block runs to the end of the generation
+    list_block: bool  # the block holds a JSON list of calls rather than one call
+
+    def render_call(self, name: str, arguments: dict[str, Any]) -> str:
+        """How an earlier call appears in the history, for templates without tool support."""
+        call = {"name": name, "arguments": arguments}
+        body = json.dumps([call] if self.list_block else call)
+        return f"{self.open}{body}{self.close}"
 
 
 @dataclass
@@ -36,6 +67,9 @@ class GenerationRequest:
     # The JSON schema `grammar` was built from, for backends that take a schema instead of a
     # grammar (a remote server gets it as response_format). The caller still validates.
     json_schema: dict[str, Any] | None = None
+    # JSON output asked for by a client: the engine builds `grammar`/`json_schema` from it and
+    # checks the output (see `output.py`).
+    json_output: JsonOutput | None = None
     tools: list[dict[str, Any]] | None = None  # OpenAI-style function tools offered to the model
     tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
     parallel_tool_calls: bool = True
@@ -44,7 +78,8 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of messages or prompt")
-        if self.tools and (self.grammar or self.json_schema is not None):
+        constrained = self.grammar or self.json_schema is not None or self.json_output
+        if self.tools and constrained:
             raise ValueError("tools and a grammar cannot be combined")
 
 
@@ -91,3 +126,69 @@ class GenerationResult:
     def prefill_tokens_per_s(self) -> float:
         evaluated = self.usage.prompt_tokens - self.usage.cached_tokens
         return self.timings.tokens_per_s(evaluated, self.timings.prefill_s)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model file (shared by every agent that names it)."""
+
+    path: Path
+    n_ctx: int
+    n_gpu_layers: int
+    n_batch: int
+    threads: int | None
+    chat_format: str | None
+    agents: tuple[str, ...]
+    n_parallel: int = 1  # sequences decoded together (continuous batching slots)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    backend: str
+    gpu_layers_offloaded: int
+    n_layers: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    rss_delta_bytes: int
+    load_s: float
+    chat_template: str
+    n_ctx: int
+
+    def describe(self) -> str:
+        gb = 1024**3
+        return (
+            f"{self.backend}, {self.gpu_layers_offloaded}/{self.n_layers + 1} layers offloaded,"
+            f" weights {self.weights_bytes / gb:.2f} GiB + KV cache {self.kv_cache_bytes / gb:.2f}"
+            f" GiB (n_ctx {self.n_ctx}), loaded in {self.load_s:.1f}s,"
+            f" template {self.chat_template}"
+        )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    grammar: str | None
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    repeat_penalty: float = 1.0  # 1: off
+    repeat_last_n: int = 64  # generated tokens the penalties look back on (-1: all)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
+    ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
+    draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
+    draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request rendered and tokenized, ready to queue."""
+
+    tokens: list[int]
+    stop: list[str]
+    sampling: SamplingParams
+    tool_format: ToolCallFormat | None = None  # set when tools were offered

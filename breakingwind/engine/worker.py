@@ -18,10 +18,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import llama_cpp
 import numpy as np
@@ -34,8 +33,17 @@ from breakingwind.engine import llama_logs
 from breakingwind.engine.batching import Batcher, Sequence
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
-from breakingwind.engine.tool_calls import ToolCallFormat, tool_call_grammar
-from breakingwind.engine.types import GenerationRequest, GenerationResult
+from breakingwind.engine.stream import GenerationStream, Job
+from breakingwind.engine.tool_calls import tool_call_grammar
+from breakingwind.engine.types import (
+    GenerationRequest,
+    GenerationResult,
+    LoadReport,
+    ModelSpec,
+    ModelState,
+    PreparedRequest,
+    SamplingParams,
+)
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
@@ -50,75 +58,8 @@ from breakingwind.errors import (
 log = logging.getLogger(__name__)
 llama_logs.install()
 
-ModelState = Literal["loading", "ready", "failed"]
 T = TypeVar("T")
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to load one model file (shared by every agent that names it)."""
-
-    path: Path
-    n_ctx: int
-    n_gpu_layers: int
-    n_batch: int
-    threads: int | None
-    chat_format: str | None
-    agents: tuple[str, ...]
-    n_parallel: int = 1  # sequences decoded together (continuous batching slots)
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    backend: str
-    gpu_layers_offloaded: int
-    n_layers: int
-    weights_bytes: int
-    kv_cache_bytes: int
-    rss_delta_bytes: int
-    load_s: float
-    chat_template: str
-    n_ctx: int
-
-    def describe(self) -> str:
-        gb = 1024**3
-        return (
-            f"{self.backend}, {self.gpu_layers_offloaded}/{self.n_layers + 1} layers offloaded,"
-            f" weights {self.weights_bytes / gb:.2f} GiB + KV cache {self.kv_cache_bytes / gb:.2f}"
-            f" GiB (n_ctx {self.n_ctx}), loaded in {self.load_s:.1f}s,"
-            f" template {self.chat_template}"
-        )
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int | None
-    grammar: str | None
-    top_k: int = 0  # 0: off
-    min_p: float = 0.0  # 0: off
-    repeat_penalty: float = 1.0  # 1: off
-    repeat_last_n: int = 64  # generated tokens the penalties look back on (-1: all)
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logit_bias: tuple[tuple[int, float], ...] = ()
-    grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
-    ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
-    draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
-    draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A request rendered and tokenized, ready to queue."""
-
-    tokens: list[int]
-    stop: list[str]
-    sampling: SamplingParams
-    tool_format: ToolCallFormat | None = None  # set when tools were offered
 
 
 def compiled_backend() -> str:
@@ -129,24 +70,6 @@ def compiled_backend() -> str:
         if backend in names:
             return backend
     return "CPU"
-
-
-class _Job:
-    __slots__ = ("prepared", "cancel", "loop", "out", "enqueued_at")
-
-    def __init__(self, prepared: PreparedRequest, loop: asyncio.AbstractEventLoop) -> None:
-        self.prepared = prepared
-        self.cancel = threading.Event()
-        self.loop = loop
-        self.out: asyncio.Queue[Any] = asyncio.Queue()
-        self.enqueued_at = time.monotonic()
-
-    def emit(self, item: Any) -> None:
-        """Hand an item to the waiting coroutine (called from the worker thread)."""
-        try:
-            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
-        except RuntimeError:  # the caller's event loop is gone: nobody is listening any more
-            self.cancel.set()
 
 
 class _Call:
@@ -177,105 +100,6 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-_SILENCE = object()  # put in a stream's queue by the keep-alive timer
-
-
-class GenerationStream:
-    """Async iterator of text deltas; `result` holds usage and timings once it is exhausted."""
-
-    def __init__(self, job: _Job, tool_format: ToolCallFormat | None = None) -> None:
-        self._job = job
-        self._done = False
-        self.result: GenerationResult | None = None
-        self.tool_format = tool_format  # when set, the text may hold tool calls in this format
-
-    def __aiter__(self) -> GenerationStream:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            item = await self._job.out.get()
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
-        if item is _SILENCE:
-            return await self.__anext__()
-        if isinstance(item, str):
-            return item
-        self._finish(item)
-        raise StopAsyncIteration
-
-    async def deltas(self, keepalive_s: float) -> AsyncIterator[str | None]:
-        """Text deltas for a streaming response: whatever is already waiting is joined into one
-        delta (fewer, larger chunks when the consumer falls behind), and None is yielded after
-        `keepalive_s` of silence so the caller can keep the connection alive."""
-        queue = self._job.out
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._done:
-                if queue.empty():
-                    timer = loop.call_later(keepalive_s, queue.put_nowait, _SILENCE)
-                    try:
-                        item = await queue.get()
-                    finally:
-                        timer.cancel()
-                else:
-                    item = queue.get_nowait()
-                if item is _SILENCE:
-                    yield None
-                    continue
-                if not isinstance(item, str):
-                    self._finish(item)
-                    return
-                parts = [item]
-                while not queue.empty():
-                    more = queue.get_nowait()
-                    if isinstance(more, str):
-                        parts.append(more)
-                    elif more is not _SILENCE:
-                        yield "".join(parts)
-                        self._finish(more)
-                        return
-                yield "".join(parts)
-        except (asyncio.CancelledError, GeneratorExit):
-            self.cancel()
-            raise
-
-    def _finish(self, item: Any) -> None:
-        self._done = True
-        if isinstance(item, GenerationResult):
-            self.result = item
-            return
-        raise item
-
-    def cancel(self) -> None:
-        """Stop generation; the worker notices before its next token."""
-        self._job.cancel.set()
-
-    async def aclose(self) -> None:
-        if not self._done:
-            self.cancel()
-
-    async def collect(self) -> GenerationResult:
-        """Drain the stream and return the final result."""
-        async for _ in self:
-            pass
-        assert self.result is not None
-        return self.result
-
-    async def __aenter__(self) -> GenerationStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        if not self._done:
-            self._job.cancel.set()
-
-
 class ModelWorker:
     """Owns one loaded model on one thread and serves queued generation requests in order."""
 
@@ -297,7 +121,7 @@ class ModelWorker:
         self.last_decode_tokens_per_s = 0.0
         self.tokens_drafted = 0  # speculative decoding: tokens proposed by prompt lookup...
         self.drafts_accepted = 0  # ...and kept because the sampler picked them too
-        self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
+        self._queue: queue.Queue[Job | _Call | None] = queue.Queue()
         self._waiting = 0  # submitted requests not yet in a slot (the bound of max_queue)
         self._waiting_lock = threading.Lock()
         self._settled = threading.Event()  # set once loaded or failed
@@ -438,7 +262,7 @@ class ModelWorker:
             if self._waiting >= self.max_queue:
                 raise QueueFull(f"model {self.name} has {self.max_queue} requests waiting")
             self._waiting += 1
-        job = _Job(prepared, asyncio.get_running_loop())
+        job = Job(prepared, asyncio.get_running_loop())
         self._queue.put(job)
         return GenerationStream(job, prepared.tool_format)
 
@@ -451,7 +275,7 @@ class ModelWorker:
             self._fail(str(exc))
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             self._fail(f"{type(exc).__name__}: {exc}")
-        waiting: deque[_Job | _Call] = deque()
+        waiting: deque[Job | _Call] = deque()
         while True:
             batcher = self._batcher
             running = bool(batcher and batcher.active)
@@ -471,7 +295,7 @@ class ModelWorker:
                 self._step()
             self.busy = bool(self._batcher and self._batcher.active)
 
-    def _admit(self, waiting: deque[_Job | _Call]) -> None:
+    def _admit(self, waiting: deque[Job | _Call]) -> None:
         """Start waiting requests, in order, while slots and KV room are free."""
         while waiting:
             item = waiting[0]
@@ -523,10 +347,10 @@ class ModelWorker:
         with self._waiting_lock:
             self._waiting -= 1
 
-    def _shut_down(self, waiting: deque[_Job | _Call]) -> None:
+    def _shut_down(self, waiting: deque[Job | _Call]) -> None:
         error = ModelUnavailable(f"{self.name}: the engine is shutting down")
         for item in waiting:
-            if isinstance(item, _Job):
+            if isinstance(item, Job):
                 item.emit(error)
             else:
                 item.loop.call_soon_threadsafe(_settle, item.future, None, error)

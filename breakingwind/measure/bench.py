@@ -30,14 +30,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import httpx
+import httpx2
 import psutil
 import uvicorn
 
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.worker import ModelWorker, SamplingParams, eog_tokens
+from breakingwind.engine.types import SamplingParams
+from breakingwind.engine.worker import ModelWorker, eog_tokens
 from breakingwind.measure.peers import (
     PeerUnavailable,
     ServingSettings,
@@ -102,7 +103,7 @@ def _chat_body(model: str, messages: list[dict], n_tokens: int, **extra: object)
     }
 
 
-def _stream_chat(client: httpx.Client, url: str, body: dict) -> dict[str, float]:
+def _stream_chat(client: httpx2.Client, url: str, body: dict) -> dict[str, float]:
     """Send one streamed chat request; its usage and timings (perf_counter seconds)."""
     started = time.perf_counter()
     first = last = 0.0
@@ -135,7 +136,7 @@ def _stream_chat(client: httpx.Client, url: str, body: dict) -> dict[str, float]
 def client_main() -> None:
     """The client process of `http_stream`: stream one request, print timings as JSON."""
     url, model, n_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    with httpx.Client(timeout=600) as client:
+    with httpx2.Client(timeout=600) as client:
         client.get(f"{url}/health")  # connect before the clock starts
         print(json.dumps(_stream_chat(client, url, _chat_body(model, BENCH_MESSAGES, n_tokens))))
 
@@ -419,14 +420,14 @@ def load_client_main() -> None:
     # rules out end-of-generation tokens (llama-cpp-python's server has no `ignore_eos`)
     no_eos = dict.fromkeys(map(str, json.loads(sys.argv[6])), -100)
 
-    def one(index: int, client: httpx.Client) -> dict[str, float]:
+    def one(index: int, client: httpx2.Client) -> dict[str, float]:
         messages = [
             BENCH_MESSAGES[0],
             {**BENCH_MESSAGES[1], "content": f"{BENCH_MESSAGES[1]['content']} (#{repeat}.{index})"},
         ]
         return _stream_chat(client, url, _chat_body(model, messages, n_tokens, logit_bias=no_eos))
 
-    clients = [httpx.Client(timeout=900) for _ in range(streams)]
+    clients = [httpx2.Client(timeout=900) for _ in range(streams)]
     for client in clients:
         client.get(f"{url}/health")  # connect before the clock starts
     with ThreadPoolExecutor(streams) as pool:

@@ -21,10 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from breakingwind.config import Settings
-from breakingwind.engine import Engine
 from breakingwind.errors import BreakingWindError
 from breakingwind.pipeline import Pipeline
-from breakingwind.store import TaskStore
+from breakingwind.runtime import open_runtime
 from breakingwind.tasks import WorkflowOptions
 
 EVALS_DIR = Path(__file__).resolve().parents[2] / "evals"
@@ -67,24 +66,16 @@ def load_eval_tasks(root: Path = EVALS_DIR) -> list[EvalTask]:
 async def run_evals(
     settings: Settings, tasks: list[EvalTask], options: WorkflowOptions, echo: Callable[[str], None]
 ) -> list[EvalResult]:
-    engine = Engine(settings)
-    engine.start()
-    store = TaskStore(settings.storage.database_path)
-    pipeline = Pipeline(settings, engine, store)
     results = []
-    try:
+    async with open_runtime(settings) as runtime:
         with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
             for task in tasks:
-                result = await _run_one(pipeline, task, Path(scratch), options)
+                result = await _run_one(runtime.pipeline, task, Path(scratch), options)
                 echo(
                     f"{result.name}: {'SOLVED' if result.solved else 'not solved'}"
                     f" ({result.stage}, {result.seconds:.1f}s) {result.detail}"
                 )
                 results.append(result)
-    finally:
-        await pipeline.shutdown()
-        store.close()
-        await asyncio.to_thread(engine.close)
     solved = sum(r.solved for r in results)
     mean = sum(r.seconds for r in results) / max(len(results), 1)
     echo(f"solved {solved}/{len(results)}, mean {mean:.1f}s per task")

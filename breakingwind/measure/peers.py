@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness poll
 
@@ -141,9 +141,9 @@ def _wait_until_serving(process: subprocess.Popen, url: str, log: Path) -> None:
             raise PeerUnavailable(f"exited with {process.returncode}: {' | '.join(tail)}")
         try:
             # llama-server answers 503 while it loads; both answer 200 once the model is in
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+            if httpx2.get(f"{url}/v1/models", timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(0.25)
     raise PeerUnavailable(f"not serving after {START_TIMEOUT_S:.0f} s")

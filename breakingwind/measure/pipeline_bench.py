@@ -12,7 +12,6 @@ context variable set before each submit tells whose call it was (asyncio tasks c
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import statistics
 import tempfile
 import time
@@ -20,16 +19,13 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.measure.evals import load_eval_tasks, prepare_project
 from breakingwind.pipeline import Pipeline
-from breakingwind.store import TaskStore
+from breakingwind.runtime import Timing, open_runtime
 from breakingwind.tasks import WorkflowOptions
-
-_task_label: contextvars.ContextVar[str] = contextvars.ContextVar("bench_task", default="")
 
 
 @dataclass
@@ -41,22 +37,15 @@ class _Spent:
 
 @dataclass
 class _Accounts:
-    by_task: dict[str, _Spent] = field(default_factory=lambda: defaultdict(_Spent))
+    by_task: dict[str | None, _Spent] = field(default_factory=lambda: defaultdict(_Spent))
 
-    def timed(self, kind: str, call: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await call(*args, **kwargs)
-            finally:
-                spent = self.by_task[_task_label.get()]
-                if kind == "model":
-                    spent.model_s += time.perf_counter() - started
-                    spent.model_calls += 1
-                else:
-                    spent.tests_s += time.perf_counter() - started
-
-        return wrapper
+    def add(self, timing: Timing) -> None:
+        spent = self.by_task[timing.task_id]
+        if timing.kind == "model":
+            spent.model_s += timing.seconds
+            spent.model_calls += 1
+        else:
+            spent.tests_s += timing.seconds
 
 
 @dataclass(frozen=True)
@@ -85,19 +74,12 @@ async def _level(
 ) -> LevelFigures:
     evals = load_eval_tasks()
     submitted: dict[str, float] = {}
-    labels = []
     started = time.perf_counter()
     for index in range(n):
         task = evals[index % len(evals)]
         project = prepare_project(task, scratch / f"{n}-{index}-{task.name}")
-        label = f"{n}-{index}"
-        token = _task_label.set(label)  # the task's asyncio.Task copies this context
-        try:
-            state = pipeline.submit(task.spec.task, project, options)
-        finally:
-            _task_label.reset(token)
+        state = pipeline.submit(task.spec.task, project, options)
         submitted[state.task_id] = time.perf_counter()
-        labels.append((label, state.task_id))
 
     async def finish(task_id: str) -> tuple[float, str]:
         state = await pipeline.wait(task_id)
@@ -106,8 +88,8 @@ async def _level(
             ended += f" ({state.error_message[:80]})"
         return time.perf_counter() - submitted[task_id], ended
 
-    ends = await asyncio.gather(*(finish(task_id) for _, task_id in labels))
-    spent = [accounts.by_task[label] for label, _ in labels]
+    ends = await asyncio.gather(*(finish(task_id) for task_id in submitted))
+    spent = [accounts.by_task[task_id] for task_id in submitted]
     return LevelFigures(
         tasks=n,
         completed=sum(ended == "complete" for _, ended in ends),
@@ -132,12 +114,11 @@ async def pipeline_load(
     accounts = _Accounts()
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="breakingwind-bench-pipeline-") as scratch:
-        store = TaskStore(Path(scratch) / "tasks.db")
-        pipeline = Pipeline(settings, engine, store)
-        # this bench's own instances only: every model call and test run is timed
-        engine.complete = accounts.timed("model", engine.complete)  # type: ignore[method-assign]
-        pipeline._run_tests = accounts.timed("tests", pipeline._run_tests)  # type: ignore[method-assign]
-        try:
+        storage = settings.storage.model_copy(update={"data_dir": Path(scratch) / "data"})
+        own = settings.model_copy(update={"storage": storage})
+        async with open_runtime(own, engine=engine) as runtime:
+            runtime.observe(accounts.add)
+            pipeline = runtime.pipeline
             base = None
             for n in levels:
                 level = await _level(pipeline, accounts, n, Path(scratch), options)
@@ -156,8 +137,4 @@ async def pipeline_load(
                 )
                 for ending in level.endings:
                     echo(f"pipeline   not complete: {ending}")
-        finally:
-            await pipeline.shutdown()
-            store.close()
-            del engine.complete  # back to the class's method
     return figures

@@ -1,4 +1,5 @@
-"""OpenAI chat content parts (text, image_url, input_audio) turned into text for the preprocessor.
+"""Content parts (text, image_url, input_audio): the one model every door parses them with, and
+the one conversion to text (`content_text`) that chat messages and tasks go through.
 
 Images come from data URLs or files inside the project root; remote URLs are never fetched.
 """
@@ -24,13 +25,14 @@ from breakingwind.errors import (
 )
 from breakingwind.media.audio import AUDIO_FORMATS, Transcript
 from breakingwind.media.ocr import ImageText
+from breakingwind.prompts import render_prompt
 
 if TYPE_CHECKING:
     from breakingwind.media.service import MediaService
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # clients send extra fields; they mean nothing here
 
 
 class TextPart(_Part):
@@ -49,8 +51,8 @@ class ImageUrlPart(_Part):
 
 
 class InputAudio(_Part):
-    data: str = Field(description="base64-encoded audio")
-    format: str = Field(description="wav, mp3, m4a, ogg, webm or flac")
+    data: str = Field(min_length=1, description="base64-encoded audio")
+    format: str = Field(min_length=1, description="wav, mp3, m4a, ogg, webm or flac")
 
 
 class InputAudioPart(_Part):
@@ -74,6 +76,39 @@ class PreprocessorInput:
     @property
     def has_media(self) -> bool:
         return bool(self.transcripts or self.images)
+
+    def render(self) -> str:
+        """The pieces under clear headings, each exactly as received (what the preprocessor
+        reads)."""
+        return render_prompt(
+            "preprocessor_sources.md",
+            typed=self.typed_text.strip(),
+            transcripts=[transcript.text for transcript in self.transcripts],
+            images=self.images,
+        )
+
+
+async def content_text(
+    media: MediaService, content: str | Sequence[Any], project_root: Path, param: str
+) -> str:
+    """Message or task content as text: text parts joined as they are; with images or audio,
+    every part read (OCR, transcription) and rendered under headings. A bad part raises a
+    `MediaError` whose `param` is `{param}.content[i]`-style, starting with `param`."""
+    if isinstance(content, str):
+        return content
+    if _all_text(content):
+        return "".join(_parse_part(raw).text for raw in content)  # type: ignore[union-attr]
+    try:
+        material = await parts_to_text(media, content, project_root)
+    except MediaError as exc:
+        exc.param = f"{param}.{exc.param}" if exc.param else param
+        raise
+    return material.render()
+
+
+def _all_text(content: Sequence[Any]) -> bool:
+    kinds = (p.type if isinstance(p, _Part) else p.get("type") for p in content)
+    return all(kind == "text" for kind in kinds)
 
 
 async def parts_to_text(

@@ -26,7 +26,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from breakingwind.config import Settings, ToolsSettings
+from breakingwind.config import ProjectSettings, Settings, ToolsSettings
 from breakingwind.errors import InvalidToolArguments, ToolOutputTooLarge, UnknownTool
 from breakingwind.tools.sandbox import PathKind, Sandbox
 
@@ -259,3 +259,26 @@ def _describe_validation(name: str, exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "arguments"
         problems.append(f"{where}: {error['msg']}")
     return f"invalid arguments for {name}: " + "; ".join(problems)
+
+
+class ToolRegistries:
+    """One tool registry per project root: the daemon's project, each task's workspace, a
+    spec-kit project. Built on first use; a task releases its workspace's when it ends."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_root: dict[Path, ToolRegistry] = {}
+
+    def get(self, root: Path) -> ToolRegistry:
+        """The registry whose tools work inside `root`."""
+        if root not in self._by_root:
+            settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
+            self._by_root[root] = build_registry(settings)
+        return self._by_root[root]
+
+    def release(self, root: Path) -> None:
+        """Forget `root`'s registry (its folder is going away)."""
+        self._by_root.pop(root, None)
+
+    def __len__(self) -> int:
+        return len(self._by_root)

@@ -1,0 +1,72 @@
+"""The OpenAI streaming envelope, built in one place for every OpenAI-shaped stream.
+
+Chat completions (an agent or the whole pipeline) and completions share the chunk head (`id`,
+`object`, `created`, `model`), the usage chunk and the way a failure mid-stream is reported (one
+error data line, then the stream ends).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from breakingwind.api.errors import sse_error
+from breakingwind.api.sse import data_line
+from breakingwind.engine.types import Usage
+from breakingwind.errors import BreakingWindError
+
+log = logging.getLogger(__name__)
+NO_USAGE = Usage(prompt_tokens=0, completion_tokens=0)
+
+
+class Envelope:
+    """The head every chunk of one response repeats, and the chunk shapes built on it."""
+
+    def __init__(self, response_id: str, kind: str, model: str) -> None:
+        self.head = {"id": response_id, "object": kind, "created": int(time.time()), "model": model}
+
+    def chat(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        """A `chat.completion.chunk` with one choice."""
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return data_line({**self.head, "choices": [choice]})
+
+    def text(self, text: str, finish: str | None = None) -> bytes:
+        """A `text_completion` chunk with one choice."""
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        return data_line({**self.head, "choices": [choice]})
+
+    def usage(self, usage: Usage) -> bytes:
+        """The last chunk when the client asked for `stream_options.include_usage`."""
+        return data_line({**self.head, "choices": [], "usage": usage_json(usage)})
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+async def guarded(
+    chunks: AsyncIterator[bytes],
+    what: str,
+    close: Callable[[], Awaitable[None]] | None = None,
+    failure: Callable[[BaseException], bytes] = sse_error,
+) -> AsyncIterator[bytes]:
+    """`chunks`, with a failure turned into the protocol's error event (`failure`: one OpenAI
+    error data line by default); `close` runs at the end."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except BreakingWindError as exc:
+        yield failure(exc)
+    except Exception as exc:
+        log.exception("%s stream failed", what)
+        yield failure(exc)
+    finally:
+        if close is not None:
+            await close()

@@ -37,7 +37,8 @@ OFFLINE = {
     "DO_NOT_TRACK": "1",
 }
 
-pytestmark = pytest.mark.slow
+# Each run prefills a client's whole prompt (thousands of tokens) on 2 CPU cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def client_binary(name: str, *parts: str) -> Path:
@@ -133,6 +134,8 @@ enabled = false
 name = "BreakingWind"
 base_url = "{daemon}/v1"
 wire_api = "responses"
+# A slow CPU may prefill Codex's prompt for minutes before the first token.
+stream_idle_timeout_ms = 1200000
 """
     )
     argv = [str(codex), "exec", "--skip-git-repo-check", "--sandbox", "workspace-write", TASK]

@@ -16,6 +16,9 @@ from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.errors import BreakingWindError, ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from breakingwind.daemon_client import DaemonClient
     from breakingwind.runtime import Runtime
     from breakingwind.service import Platform
 
@@ -28,6 +31,7 @@ PULL_ACTIONS = {
     "recorded": "already present, matches the Hub, recorded",
 }
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -45,6 +49,17 @@ def _fail(exc: BreakingWindError) -> NoReturn:
     """Print the error as one line (or a ConfigError's list) and exit non-zero."""
     click.echo(f"breakingwind: {exc}", err=True)
     sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILED)
+
+
+def _project(settings: Settings, project: Path | None) -> Path:
+    """The project folder a command works on, checked by the one project rule (exit 2)."""
+    from breakingwind.projects import allowed_project
+
+    try:
+        return allowed_project(project, settings)
+    except BreakingWindError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 def _local_agents(settings: Settings, choice: str) -> list[str]:
@@ -84,21 +99,55 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from breakingwind.api.app import create_app
-    from breakingwind.api.server import exposure_warning, server_config
+    from breakingwind.api.server import exposure_warning, listening_socket, server_config
+    from breakingwind.errors import StoreError
+    from breakingwind.store import TaskStore
 
     settings = _settings(ctx)
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    root = settings.project.root
+    if not root.is_dir():  # a config problem: one line and exit 2, like every other
+        click.echo(
+            f"breakingwind: project.root: {root} is not a folder (set [project] root in"
+            f" {settings.config_file or 'config.toml'} or BREAKINGWIND_PROJECT_ROOT)",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
     warning = exposure_warning(host or settings.server.host, settings.server.api_key)
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
-    server = uvicorn.Server(
-        server_config(create_app(settings), settings.server, host=host, port=port)
-    )
-    server.run()
-    if not server.started:  # the port was taken or the start-up failed; as uvicorn.run exits
+    _project(settings, None)  # a refused project.root stops here, in one line
+    host, port = host or settings.server.host, port or settings.server.port
+    try:
+        # In this order: the data folder's lock (a second daemon on it stops here, before it
+        # reads a task), the database's check, then the port, all before any task resumes.
+        store = TaskStore(settings.storage.database_path)
+    except StoreError as exc:
+        click.echo(f"breakingwind: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        store.close()
+        click.echo(
+            f"breakingwind: cannot listen on {host}:{port}: {exc.strerror}",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+    try:
+        app = create_app(settings, store=store)
+    except BreakingWindError as exc:
+        store.close()
+        _fail(exc)
+    server = uvicorn.Server(server_config(app, settings.server, host=host, port=port))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        store.close()
+    if not server.started:  # the start-up failed; as uvicorn.run exits
         sys.exit(3)
 
 
@@ -403,6 +452,13 @@ def service_install(ctx: click.Context, dry_run: bool) -> None:
     except BreakingWindError as exc:
         _fail(exc)
     click.echo(f"wrote {report.path}")
+    if spec.carried_env:
+        click.echo(f"carried into the service: {', '.join(sorted(spec.carried_env))}")
+    if spec.dropped_env:
+        click.echo(
+            f"left out: {', '.join(spec.dropped_env)} (a key would sit in the service file in"
+            " plain text; set it in the config file instead)"
+        )
     if report.loaded:
         click.echo(f"loaded with {platform.tool}; logs: `breakingwind service logs`")
         return
@@ -523,7 +579,11 @@ def run(
     tokens: bool,
 ) -> None:
     """Run one workflow on TASK with live progress; prints the final diff. Exit 1 unless it
-    completed."""
+    completed.
+
+    Ctrl-C stops following a daemon's task (it goes on; a second Ctrl-C cancels it); a task run
+    in this process (--local, or no daemon) is cancelled. Either exits 130.
+    """
     from breakingwind.runner import run_workflow
     from breakingwind.tasks import WorkflowOptions
 
@@ -534,15 +594,78 @@ def run(
         state = run_workflow(
             settings,
             task,
-            (project or settings.project.root).resolve(),
+            _project(settings, project),
             options,
-            lambda text: click.echo(text, nl=False),
+            _console(),
             local,
             tokens,
         )
     except BreakingWindError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(0 if state.current_stage == "complete" else EXIT_FAILED)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)  # a log keeps whole lines
+
+
+def _client(settings: Settings, url: str | None) -> DaemonClient:
+    from breakingwind.daemon_client import DaemonClient
+
+    return DaemonClient(url or settings.server.url, settings.server.api_key)
+
+
+@main.command()
+@click.option("--url", default=None, help="The daemon (default: server.host:server.port).")
+@click.option("-n", "--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def tasks(ctx: click.Context, url: str | None, limit: int, as_json: bool) -> None:
+    """The daemon's newest tasks: id, stage, age and what was asked."""
+    from datetime import UTC, datetime
+
+    try:
+        listed = _client(_settings(ctx), url).tasks(limit)
+    except BreakingWindError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if not listed:
+        click.echo("no tasks")
+        return
+    now = datetime.now(UTC)
+    for task in listed:
+        age = now - datetime.fromisoformat(task["updated_at"])
+        first_line = task["input"].splitlines()[0] if task["input"] else ""
+        click.echo(
+            f"{task['task_id']}  {task['stage']:<9}  {_age(age.total_seconds()):>8}"
+            f"  {first_line[:60]}"
+        )
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--url", default=None, help="The daemon (default: server.host:server.port).")
+@click.pass_context
+def cancel(ctx: click.Context, task_id: str, url: str | None) -> None:
+    """Cancel the daemon's task TASK_ID (see `breakingwind tasks`)."""
+    try:
+        state = _client(_settings(ctx), url).cancel(task_id)
+    except BreakingWindError as exc:
+        _fail(exc)
+    click.echo(f"task {task_id} is {state['current_stage']}")
 
 
 @main.command("eval")
@@ -604,17 +727,25 @@ def speckit_init(directory: Path, agent: str, force: bool) -> None:
         click.echo(f"{written.action:8} {written.path}{note}")
 
 
+def _speckit_project(ctx: click.Context, project: Path | None) -> tuple[Settings, Path]:
+    settings = _settings(ctx)
+    return settings, _project(settings, project)
+
+
 def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Path]]) -> Path:
-    """Run `work` in a runtime of this process, closed afterwards."""
+    """Run `work` in a runtime of this process, closed afterwards; exit on a typed error."""
     import asyncio
 
     from breakingwind.runtime import open_runtime
 
     async def run() -> Path:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings.in_process("speckit")) as runtime:  # not the daemon's
             return await work(runtime)
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except BreakingWindError as exc:
+        _fail(exc)
 
 
 @speckit.command("specify")
@@ -625,12 +756,8 @@ def speckit_specify(ctx: click.Context, description: str, project: Path | None) 
     """Analyse DESCRIPTION (preprocessor + planner) into specs/NNN-short-name/spec.md."""
     from breakingwind.speckit import specify
 
-    settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
-    try:
-        folder = _with_runtime(settings, lambda r: specify(r, root, description))
-    except BreakingWindError as exc:
-        _fail(exc)
+    settings, root = _speckit_project(ctx, project)
+    folder = _with_runtime(settings, lambda r: specify(r, root, description))
     click.echo(f"wrote {folder / 'spec.md'}")
 
 
@@ -642,13 +769,12 @@ def speckit_plan(ctx: click.Context, feature: str | None, project: Path | None) 
     """Plan FEATURE (default: the newest in specs/) into plan.md and tasks.md."""
     from breakingwind.speckit import find_feature, plan_feature
 
-    settings = _settings(ctx)
-    root = (project or settings.project.root).resolve()
+    settings, root = _speckit_project(ctx, project)
     try:
         name = find_feature(root, feature).name  # before the models load
-        folder = _with_runtime(settings, lambda r: plan_feature(r, root, name))
     except BreakingWindError as exc:
         _fail(exc)
+    folder = _with_runtime(settings, lambda r: plan_feature(r, root, name))
     click.echo(f"wrote {folder / 'plan.md'}\nwrote {folder / 'tasks.md'}")
 
 
@@ -678,21 +804,23 @@ def speckit_implement(
     from breakingwind.speckit import find_feature, implement_feature
     from breakingwind.tasks import WorkflowOptions
 
-    settings = _settings(ctx)
+    settings, root = _speckit_project(ctx, project)
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    root = (project or settings.project.root).resolve()
     options = WorkflowOptions(apply=True, max_review_cycles=cycles)
 
     def echo(text: str) -> None:
         click.echo(text, nl=False)
 
+    console = _console()
     try:
         outcomes = implement_feature(
             find_feature(root, feature),
-            lambda task: run_workflow(settings, task, root, options, echo, local),
+            lambda task: run_workflow(settings, task, root, options, console, local),
             echo,
             keep_going,
         )
     except BreakingWindError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(0 if all(outcome.ticked for outcome in outcomes) else EXIT_FAILED)

@@ -48,6 +48,7 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "reviewer": {"model": "Qwen3-Coder-30B-A3B-Instruct-Q6_K.gguf", "n_ctx": 262144},
 }
 ENV_PREFIX = "BREAKINGWIND_"
+MAX_TOOL_RESULT_BYTES = 450_000  # twice this, JSON-escaped once, stays under MCP's 1 MiB
 _ENV_SHORTCUTS = {
     "BREAKINGWIND_HOME": ("storage", "data_dir"),
     "BREAKINGWIND_PROJECT_ROOT": ("project", "root"),
@@ -71,12 +72,15 @@ class _Section(BaseModel):
     @classmethod
     def _resolve_relative_paths(cls, value: Any, info: ValidationInfo) -> Any:
         """Anchor relative paths at the config file's folder (passed in the validation context)."""
-        if isinstance(value, Path):
-            value = value.expanduser()
-            base = (info.context or {}).get("base_dir")
-            if base is not None and not value.is_absolute():
-                value = Path(base) / value
-        return value
+        base = (info.context or {}).get("base_dir")
+        if isinstance(value, list):
+            return [_anchored(item, base) if isinstance(item, Path) else item for item in value]
+        return _anchored(value, base) if isinstance(value, Path) else value
+
+
+def _anchored(value: Path, base: str | Path | None) -> Path:
+    value = value.expanduser()
+    return Path(base) / value if base is not None and not value.is_absolute() else value
 
 
 class ServerSettings(_Section):
@@ -154,6 +158,12 @@ class ProjectSettings(_Section):
     root: Path = Field(
         Path("."), description="The project the tools may touch (BREAKINGWIND_PROJECT_ROOT)."
     )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Other folders whose subfolders a task may name as its project (and apply"
+        " its diff to). A system folder, the home folder itself and the data dir are refused"
+        " whatever this says.",
+    )
 
 
 class PipelineSettings(_Section):
@@ -164,6 +174,12 @@ class PipelineSettings(_Section):
     )
     coder_max_tool_calls: int = Field(
         4, ge=0, le=50, description="read_file calls the coder may make per iteration."
+    )
+    keep_workspaces: bool = Field(
+        False,
+        description="Keep each finished task's workspace under data_dir/workspaces to inspect it"
+        " (by default it is removed, git worktree included, when the task ends; the diff stays"
+        " in the task for apply).",
     )
 
 
@@ -535,6 +551,12 @@ class RunTestsSettings(_Section):
     coverage: bool = Field(
         True, description="Measure line coverage with coverage.py when the interpreter has it."
     )
+    visible_secrets: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="Where no Linux mount namespace can hide the project's secrets files, .git"
+        " and the data dir from the tests: refuse to run while the test user could read one"
+        " (default), or run anyway.",
+    )
     link_dirs: list[str] = Field(
         [".venv", "venv", "node_modules"],
         description="Workspace folders linked into the scratch copy instead of copied.",
@@ -557,7 +579,12 @@ class ToolsSettings(_Section):
         4096, ge=16, le=65536, description="Longest path argument accepted, in characters."
     )
     max_output_bytes: int = Field(
-        2_000_000, ge=4096, description="Largest tool result (as JSON) any tool may return."
+        400_000,
+        ge=4096,
+        le=MAX_TOOL_RESULT_BYTES,
+        description="Largest tool result (as JSON) any tool may return; larger ones are paged or"
+        " refused. MCP sends a result twice (text and structure) and its clients refuse a message"
+        " over 1 MiB, hence the upper bound.",
     )
     read_max_bytes: int = Field(
         262_144, ge=1024, description="Most bytes read_file returns in one call."
@@ -590,6 +617,9 @@ class Settings(_Section):
     )
     media: MediaSettings = Field(default_factory=MediaSettings)
     config_file: Annotated[Path | None, Field(exclude=True)] = None
+    # The BREAKINGWIND_* variables these settings took (path values made absolute), so that
+    # `service install` can carry them into the service it writes.
+    env_overrides: Annotated[dict[str, str], Field(exclude=True)] = {}
 
     def agents(self) -> dict[str, AgentSettings]:
         """The per-agent settings by agent name, in pipeline order."""
@@ -598,6 +628,13 @@ class Settings(_Section):
     def model_path(self, agent: str) -> Path:
         """The configured model file of `agent` (it may not exist)."""
         return self.models_dir_path(self.agents()[agent].model)
+
+    def in_process(self, purpose: str) -> Settings:
+        """These settings with a data dir of their own, `<data_dir>/<purpose>`, for commands that
+        run models in this process (`run --local`, `eval`): their tasks never enter the daemon's
+        store, so a daemon start never resumes a task whose temporary project is gone."""
+        storage = self.storage.model_copy(update={"data_dir": self.storage.data_dir / purpose})
+        return self.model_copy(update={"storage": storage})
 
     def models_dir_path(self, name: str) -> Path:
         """`name` as a path: absolute as given, relative ones inside models_dir."""
@@ -618,7 +655,7 @@ def load_settings(
     # would move with every subprocess's working directory (git worktrees, test runs).
     path = config_path.expanduser().resolve() if config_path else _config_path_from(environ)
     data: dict[str, Any] = _read_toml(path) if path is not None else {}
-    env_data, env_sources = _environment_overrides(environ)
+    env_data, env_sources, env_applied = _environment_overrides(environ)
     _deep_merge(data, env_data)
     _add_local_defaults(data)
     try:
@@ -629,7 +666,7 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_problems(exc, env_sources), source=str(path or "settings")) from None
     _read_api_keys(settings, environ)
-    return settings.model_copy(update={"config_file": path})
+    return settings.model_copy(update={"config_file": path, "env_overrides": env_applied})
 
 
 def _add_local_defaults(data: dict[str, Any]) -> None:
@@ -677,14 +714,29 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([("config", f"config file {path} does not exist")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("config", f"not valid TOML: {exc}")], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                (
+                    "config",
+                    f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset"
+                    f" {exc.start}); save it as UTF-8",
+                )
+            ],
+            str(path),
+        ) from None
+    except OSError as exc:
+        raise ConfigError([("config", f"cannot be read: {exc.strerror}")], str(path)) from None
 
 
 def _environment_overrides(
     environ: Mapping[str, str],
-) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    """Turn `BREAKINGWIND_*` variables into a nested dict; also return key -> variable name."""
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], dict[str, str]]:
+    """Turn `BREAKINGWIND_*` variables into a nested dict; also return key -> variable name and
+    variable name -> the value applied (paths made absolute)."""
     data: dict[str, Any] = {}
     sources: dict[tuple[str, ...], str] = {}
+    applied: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == _ENV_CONFIG or name in INSTALL_VARIABLES:
@@ -696,7 +748,7 @@ def _environment_overrides(
         else:
             problems.append((name, "unknown variable; use BREAKINGWIND_<SECTION>__<KEY>"))
             continue
-        if keys[0] not in Settings.model_fields or keys[0] == "config_file":
+        if keys[0] not in Settings.model_fields or keys[0] in ("config_file", "env_overrides"):
             problems.append((name, f"unknown section {keys[0]!r}"))
             continue
         value: Any = _env_value(raw)
@@ -704,9 +756,10 @@ def _environment_overrides(
             value = str(Path(value).expanduser().resolve())
         _deep_merge(data, _nest(keys, value))
         sources[keys] = name
+        applied[name] = value if isinstance(value, str) else raw
     if problems:
         raise ConfigError(problems, source="environment")
-    return data, sources
+    return data, sources, applied
 
 
 def _env_value(raw: str) -> Any:

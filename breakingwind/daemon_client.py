@@ -1,4 +1,5 @@
-"""A small client for a running daemon: /health, /v1/models, a chat completion, MCP tools/list.
+"""A small client for a running daemon: /health, /v1/models, a chat completion, MCP tools/list,
+the task list and cancelling a task.
 
 HTTP goes through httpx2 (already the daemon's dependency), MCP through the official `mcp` SDK
 client over Streamable HTTP at /mcp. Every request carries the API key when one is given.
@@ -54,6 +55,15 @@ class DaemonClient:
             "max_tokens": max_tokens,
         }
         return self._request("POST", "/v1/chat/completions", json=body, timeout=timeout_s).json()
+
+    def tasks(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest `limit` tasks (GET /api/tasks summaries: task_id, stage, input, ...)."""
+        body = self._request("GET", f"/api/tasks?limit={limit}").json()
+        return list(body.get("tasks", []))
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a running task; returns its state (`DaemonError` 404/409: unknown or ended)."""
+        return self._request("POST", f"/api/task/{task_id}/cancel", timeout=60).json()
 
     def mcp_tool_names(self) -> list[str]:
         """The tool names an MCP `tools/list` at /mcp returns."""

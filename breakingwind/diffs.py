@@ -95,11 +95,6 @@ def parse_unified_diff(text: str, default_path: str | None = None) -> list[FileP
     return patches
 
 
-def apply_unified_diff(sandbox: Sandbox, text: str, default_path: str | None = None) -> AppliedDiff:
-    """Apply `text` inside `sandbox.root`: all files or none."""
-    return apply_patches(sandbox, parse_unified_diff(text, default_path))
-
-
 def apply_file_changes(sandbox: Sandbox, changes: list[tuple[str, str]]) -> AppliedDiff:
     """Apply one diff per (path, diff) pair — the coder's output — all or none."""
     patches = []

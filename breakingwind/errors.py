@@ -12,7 +12,8 @@
      │    ├── UnsupportedMediaType 415: a JSON route called with another content type
      │    ├── MisdirectedRequest   421: foreign Host header (DNS rebinding)
      │    ├── HeadersTooLarge      431: more than server.max_headers, or over max_header_bytes
-     │    └── NotImplementedYet    501: a route or model that exists but is not built yet
+     │    └── ProjectRefused       403: a project folder outside project.root/allowed_roots, a
+     │                             system folder, the home folder or the data dir
      ├── ModelLoadError            a model could not be loaded
      │    ├── InvalidModelFile     not a well-formed GGUF (refused before llama.cpp sees it)
      │    └── MemoryBudgetExceeded loading would go past the configured memory budget
@@ -47,9 +48,11 @@
      │    ├── TaskConflict         409: the task is in the wrong state for the request
      │    ├── ProjectChanged       409: the project changed since the task started (apply refused)
      │    ├── DiffError            a model-written diff does not apply (fed back to the coder)
-     │    ├── WorkspaceError       the task's isolated workspace could not be made or used
-     │    └── StageTimeout         a stage ran past its time limit
+     │    └── WorkspaceError       the task's isolated workspace could not be made or used
      ├── StoreError                the task store could not write (disk full, read-only) — 503
+     │    ├── StoreInUse           another process holds the data folder's lock (exit 2 at start)
+     │    ├── StoreUnreadable      the database is not SQLite, truncated or damaged (exit 2)
+     │    └── TaskUnreadable       one task's stored row cannot be read — 500; others are served
      ├── SandboxViolation          a path argument breaks a sandbox rule (`rule` names which one)
      └── ToolError                 a tool call could not be served
           ├── UnknownTool          no tool is registered under that name
@@ -137,9 +140,11 @@ class HeadersTooLarge(RequestError):
     code = "headers_too_large"
 
 
-class NotImplementedYet(RequestError):
-    status_code = 501
-    code = "not_implemented"
+class ProjectRefused(RequestError):
+    """A folder that may not be a project (see `breakingwind.projects`)."""
+
+    status_code = 403
+    code = "project_refused"
 
 
 class ModelLoadError(BreakingWindError):
@@ -369,9 +374,17 @@ class WorkspaceError(PipelineError):
     """The task's isolated workspace could not be created or used."""
 
 
-class StageTimeout(PipelineError):
-    """A stage ran past its time limit."""
-
-
 class StoreError(BreakingWindError):
     """The task store could not write (disk full, read-only data dir); nothing was announced."""
+
+
+class StoreInUse(StoreError):
+    """Another process (a second daemon) holds the data folder's lock."""
+
+
+class StoreUnreadable(StoreError):
+    """The database file is not a SQLite database, or is truncated or damaged."""
+
+
+class TaskUnreadable(StoreError):
+    """One task's stored row cannot be read; the rest of the store is served."""

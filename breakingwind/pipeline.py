@@ -15,6 +15,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,23 @@ from breakingwind.agents.reviewer import review_changes
 from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
+from breakingwind.engine.engine import prompt_observer
 from breakingwind.errors import (
     BreakingWindError,
     DiffError,
     InvalidRequest,
+    ProjectChanged,
+    ProjectRefused,
     SandboxViolation,
     StoreError,
     StructuredOutputError,
     TaskConflict,
+    TaskNotFound,
     ToolError,
+    WorkspaceError,
 )
 from breakingwind.media import PreprocessorInput
+from breakingwind.projects import allowed_project
 from breakingwind.store import TaskStore
 from breakingwind.tasks import (
     CoderOutput,
@@ -56,6 +63,8 @@ from breakingwind.workspace import (
     apply_to_project,
     create_workspace,
     project_fingerprint,
+    remove_orphan,
+    remove_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -98,14 +107,32 @@ class Pipeline:
         self, user_input: str, project: Path | None = None, options: WorkflowOptions | None = None
     ) -> TaskState:
         """Create a task and start it; returns at once."""
-        root = (project or self.settings.project.root).expanduser().resolve()
-        if not root.is_dir():
-            raise InvalidRequest(f"project {root} is not a folder", param="project")
+        root = allowed_project(project, self.settings)
         if not user_input.strip():
             raise InvalidRequest("the task is empty", param="input")
         state = self.store.create(user_input, root, options or WorkflowOptions())
         self._start(state.task_id)
         return state
+
+    def sweep_workspaces(self) -> list[Path]:
+        """At start-up, remove the workspaces no running task will use: those of finished tasks
+        (kept only with `keep_workspaces`) and of tasks the store does not know (a crash between
+        making a workspace and recording it). Returns what was removed. Blocks: git."""
+        parent = self._workspaces_dir()
+        if not parent.is_dir():
+            return []
+        removed = []
+        for path in sorted(parent.iterdir()):
+            try:
+                state = self.store.get(path.name)
+            except TaskNotFound:
+                remove_orphan(path)
+                removed.append(path)
+                continue
+            if state.finished and not self.settings.pipeline.keep_workspaces:
+                remove_workspace(Path(state.project), path)
+                removed.append(path)
+        return removed
 
     def resume_unfinished(self) -> list[str]:
         """Restart every task that was running when the daemon stopped."""
@@ -123,6 +150,7 @@ class Pipeline:
         task = self._running.get(task_id)
         if task is None:
             self._finish(state, "cancelled", "cancelled", {"stage": state.current_stage})
+            await self._release(task_id)
         else:
             self._cancelling.add(task_id)
             task.cancel()
@@ -182,12 +210,34 @@ class Pipeline:
         except Exception as exc:
             log.exception("task %s failed unexpectedly", task_id)
             self._fail(self.store.get(task_id), f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            await self._release(task_id)
+
+    async def _release(self, task_id: str) -> None:
+        """Forget a task's in-memory state; once it has ended, remove its workspace too (unless
+        `keep_workspaces`). What `apply` needs (the final diff, the fingerprint) is in the store.
+        A task stopped by shutdown keeps its workspace: it resumes at the next start."""
+        workspace = self._workspaces.pop(task_id, None)
+        if workspace is not None:
+            self.registries.release(workspace.path)
+        try:
+            state = self.store.get(task_id)
+        except BreakingWindError:
+            return
+        if not state.finished or state.workspace is None or self.settings.pipeline.keep_workspaces:
+            return
+        path = Path(state.workspace)
+        try:
+            await asyncio.shield(asyncio.to_thread(remove_workspace, Path(state.project), path))
+        except (OSError, BreakingWindError):
+            log.warning("could not remove the workspace %s; it goes at the next start", path)
 
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
         with TokenEvents(self.store, state.task_id, "preprocessor") as tokens:
-            result = await preprocess(self.engine, PreprocessorInput(state.user_input, [], []))
-            tokens.add(result.model_text)
+            result = await preprocess(
+                self.engine, PreprocessorInput(state.user_input, [], []), on_delta=tokens.add
+            )
         self.store.commit(
             state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
         )
@@ -267,6 +317,7 @@ class Pipeline:
             "iteration": len(state.code_iterations) + 1,
             "applied": error is None,
             "files": files if error is None else [],
+            "diff": applied,
             "error": error,
         }
         state = state.model_copy(update={"code_iterations": [*state.code_iterations, iteration]})
@@ -314,6 +365,16 @@ class Pipeline:
                 test_results=tests,
                 open_issues=review.recommendations,
             )
+            if state.options.apply:
+                # Applied before the end is announced, so that the terminal event a client sees
+                # is the task's terminal state: `failed` when the project changed meanwhile.
+                try:
+                    await self._apply_to_project(state, report.diff)
+                except (ProjectChanged, ProjectRefused, WorkspaceError) as exc:
+                    self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
+                    self._fail(state, f"approved, but not applied: {exc}", [str(exc)])
+                    return
+                report = report.model_copy(update={"applied_to_project": True})
             state = state.model_copy(update={"final_output": report})
             self._finish(
                 state,
@@ -322,8 +383,6 @@ class Pipeline:
                 {"report": report.model_dump(mode="json")},
                 review_event=review,
             )
-            if state.options.apply:
-                await self._apply_final(self.store.get(state.task_id))
             return
         self.store.add_event(state.task_id, "review", review.model_dump(mode="json"))
         issues = review.issues_found + ([review.next_iteration] if review.next_iteration else [])
@@ -365,7 +424,7 @@ class Pipeline:
         )
         report = FinalReport(
             summary=f"Failed: {reason}",
-            diff=self._best_diff(state, best),
+            diff=self._current_diff(state),
             test_results=state.test_results[best] if best is not None else None,
             open_issues=issues or [i for r in state.review_results[-1:] for i in r.issues_found],
         )
@@ -397,15 +456,19 @@ class Pipeline:
             },
         )
 
-    async def _apply_final(self, state: TaskState) -> TaskState:
-        assert state.final_output is not None and state.base_fingerprint is not None
+    async def _apply_to_project(self, state: TaskState, diff: str) -> None:
+        assert state.base_fingerprint is not None
         await asyncio.to_thread(
             apply_to_project,
-            Path(state.project),
-            state.final_output.diff,
+            allowed_project(state.project, self.settings),
+            diff,
             state.base_fingerprint,
             self.settings.storage.data_dir,
         )
+
+    async def _apply_final(self, state: TaskState) -> TaskState:
+        assert state.final_output is not None
+        await self._apply_to_project(state, state.final_output.diff)
         report = state.final_output.model_copy(update={"applied_to_project": True})
         self.store.commit(state.model_copy(update={"final_output": report}))
         return self.store.get(state.task_id)
@@ -423,7 +486,7 @@ class Pipeline:
                 project_fingerprint, project, self.settings.storage.data_dir
             )
             state = state.model_copy(update={"base_fingerprint": fingerprint})
-        parent = self.settings.storage.data_dir / "workspaces"
+        parent = self._workspaces_dir()
         workspace = await asyncio.to_thread(
             create_workspace, project, parent, state.task_id, self.settings.storage.data_dir
         )
@@ -435,6 +498,9 @@ class Pipeline:
         self.store.commit(state)
         self._workspaces[state.task_id] = workspace
         return workspace, state
+
+    def _workspaces_dir(self) -> Path:
+        return self.settings.storage.data_dir / "workspaces"
 
     def _registry(self, root: Path) -> ToolRegistry:
         return self.registries.get(root)
@@ -521,7 +587,8 @@ class Pipeline:
         history += [issue for review in state.review_results for issue in review.issues_found]
         return [h[:400] for h in history if h]
 
-    def _best_diff(self, state: TaskState, best: int | None) -> str:
+    def _current_diff(self, state: TaskState) -> str:
+        """The workspace's diff as it stands (empty when the task never made a workspace)."""
         live = self._workspaces.get(state.task_id)
         if live is None:
             return ""
@@ -532,13 +599,19 @@ class Pipeline:
 
 
 class TokenEvents:
-    """Collects an agent's generated text and records it as `token` events in batches."""
+    """An agent's generated text as `token` events, each flushed within `TOKEN_FLUSH_S`, and a
+    `prefill` event each time the agent starts reading a prompt (the wait before its first token).
+
+    Each `token` event says how many deltas it holds (`tokens`: one per generated token from a
+    local model) so a client can show tokens per second without counting text.
+    """
 
     def __init__(self, store: TaskStore, task_id: str, agent: str) -> None:
         self.store, self.task_id, self.agent = store, task_id, agent
         self._buffer: list[str] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._observing: Token[Callable[[int], None] | None] | None = None
 
     def add(self, text: str) -> None:
         if not text:
@@ -550,18 +623,30 @@ class TokenEvents:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(TOKEN_FLUSH_S, self.flush)
 
+    def prefill(self, prompt_tokens: int) -> None:
+        self.flush()
+        self.store.add_event(
+            self.task_id, "prefill", {"agent": self.agent, "prompt_tokens": prompt_tokens}
+        )
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._buffer:
+            count = len(self._buffer)
             text, self._buffer, self._size = "".join(self._buffer), [], 0
-            self.store.add_event(self.task_id, "token", {"agent": self.agent, "text": text})
+            self.store.add_event(
+                self.task_id, "token", {"agent": self.agent, "text": text, "tokens": count}
+            )
 
     def __enter__(self) -> TokenEvents:
+        self._observing = prompt_observer.set(self.prefill)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._observing is not None:
+            prompt_observer.reset(self._observing)
         self.flush()
 
 

@@ -16,8 +16,8 @@ The daemon (`api/app.py`), `breakingwind run` in-process (`runner.py`), `breakin
                             └─ task_text()  content parts → the task's text (one conversion)
 ```
 
-What it opens it closes, in reverse order; an engine or media service handed in belongs to the
-caller (started and closed there). Measurements observe the runtime (`observe`) instead of
+What it opens it closes, in reverse order; an engine, media service or store handed in belongs
+to the caller (started and closed there). Measurements observe the runtime (`observe`) instead of
 patching it.
 """
 
@@ -108,6 +108,7 @@ async def open_runtime(
     engine: Engine | None = None,
     media: MediaService | None = None,
     registries: ToolRegistries | None = None,
+    store: TaskStore | None = None,
     resume: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Open everything `settings` describes; close it on exit.
@@ -123,19 +124,21 @@ async def open_runtime(
         engine.start()
     own_media = media is None
     media = media or MediaService(settings)
-    store: TaskStore | None = None
+    own_store = store is None
     runtime: Runtime | None = None
     try:
-        store = TaskStore(settings.storage.database_path)
+        if store is None:  # takes the data folder's lock, checks the database
+            store = TaskStore(settings.storage.database_path)
         runtime = Runtime(settings, engine, media, store, registries or ToolRegistries(settings))
         if resume:
+            await asyncio.to_thread(runtime.pipeline.sweep_workspaces)
             runtime.pipeline.resume_unfinished()
         yield runtime
     finally:
         if runtime is not None:
             await runtime.pipeline.shutdown()
             runtime._detach()
-        if store is not None:
+        if store is not None and own_store:
             store.close()
         if own_media:
             await media.close()

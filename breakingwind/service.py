@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,6 +31,8 @@ SYSTEMD_UNIT = "breakingwind.service"
 THROTTLE_S = 10  # launchd: at least this long between two starts of a crashing daemon
 RESTART_S = 5  # systemd: wait before restarting a crashed daemon
 STOP_MARGIN_S = 15  # beyond the grace period: the lifespan closes the models and the database
+# A variable naming a key is not written into the service file (readable by other users).
+SECRET_MARKER = "API_KEY"
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
 
@@ -55,6 +57,8 @@ class ServiceSpec:
     data_dir: Path
     working_dir: Path
     grace_s: float
+    carried_env: dict[str, str] = field(default_factory=dict)  # BREAKINGWIND_* overrides
+    dropped_env: tuple[str, ...] = ()  # overrides left out (secrets), named to the user
 
     @property
     def log_dir(self) -> Path:
@@ -74,7 +78,11 @@ class ServiceSpec:
 
     @property
     def environment(self) -> dict[str, str]:
-        return {"BREAKINGWIND_CONFIG": str(self.config), "BREAKINGWIND_HOME": str(self.data_dir)}
+        return {
+            **self.carried_env,
+            "BREAKINGWIND_CONFIG": str(self.config),
+            "BREAKINGWIND_HOME": str(self.data_dir),
+        }
 
     @property
     def stop_timeout_s(self) -> int:
@@ -90,12 +98,16 @@ def service_spec(settings: Settings, python: Path | None = None) -> ServiceSpec:
             " `breakingwind service install` again"
         )
     config = settings.config_file.resolve()
+    overrides = {k: v for k, v in settings.env_overrides.items() if k != "BREAKINGWIND_HOME"}
+    secret = {name for name in overrides if SECRET_MARKER in name}
     return ServiceSpec(
         python=Path(python or sys.executable).absolute(),
         config=config,
         data_dir=settings.storage.data_dir.resolve(),
         working_dir=config.parent,
         grace_s=settings.server.shutdown_grace_s,
+        carried_env={k: v for k, v in overrides.items() if k not in secret},
+        dropped_env=tuple(sorted(secret)),
     )
 
 
@@ -164,6 +176,7 @@ class Platform:
 
     name: ClassVar[str]
     tool: ClassVar[str]
+    logs_need_manager: ClassVar[bool] = True  # False: logs are files, readable without it
 
     def __init__(self, home: Path, run: Runner | None = None) -> None:
         self.home = home
@@ -197,6 +210,7 @@ class Platform:
 class Launchd(Platform):
     name = "launchd"
     tool = "launchctl"
+    logs_need_manager = False
 
     @property
     def target(self) -> str:
@@ -337,12 +351,28 @@ def uninstall_service(platform: Platform) -> Path | None:
 
 def show_status(platform: Platform) -> int:
     """Run the platform's status command on the terminal; return its exit code."""
+    _check_queryable(platform)
     return _run_on_terminal(platform, platform.status_command())
 
 
 def show_logs(platform: Platform, spec: ServiceSpec, lines: int, follow: bool) -> int:
     """Print the daemon's recent log lines (journal, or the log files under the data dir)."""
+    _check_queryable(platform, needs_manager=platform.logs_need_manager)
     return _run_on_terminal(platform, platform.logs_command(spec, lines, follow))
+
+
+def _check_queryable(platform: Platform, needs_manager: bool = True) -> None:
+    """Say in one line why there is nothing to ask, rather than pass the tool's error through."""
+    if not platform.path().exists():
+        raise ServiceError(
+            f"the service is not installed ({platform.path()} is absent):"
+            " `breakingwind service install` writes it"
+        )
+    if needs_manager and not platform.available():
+        raise ServiceError(
+            f"no {platform.name} user manager answers here (a container, or SSH without a login"
+            f" session), so the service cannot be queried; run `breakingwind serve` instead"
+        )
 
 
 def _run_on_terminal(platform: Platform, command: list[str]) -> int:

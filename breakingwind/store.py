@@ -11,7 +11,10 @@ is a small transaction without an fsync (NORMAL in WAL mode), well under a milli
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import logging
+import os
 import sqlite3
 import sys
 import uuid
@@ -21,11 +24,19 @@ from typing import Any
 
 import sqlite_utils
 
-from breakingwind.errors import StoreError, TaskNotFound
+from breakingwind.errors import (
+    StoreError,
+    StoreInUse,
+    StoreUnreadable,
+    TaskNotFound,
+    TaskUnreadable,
+)
 from breakingwind.migrations import migrate
 from breakingwind.tasks import Event, EventType, TaskState, WorkflowOptions, now
 
 SUBSCRIBER_BUFFER = 2000  # events a slow reader may fall behind before it is dropped
+LOCK_FILE = "breakingwind.lock"
+log = logging.getLogger(__name__)
 
 
 class SubscriberDropped(Exception):
@@ -33,31 +44,53 @@ class SubscriberDropped(Exception):
 
 
 class TaskStore:
+    """The store of one data folder.
+
+    Opening it takes an exclusive OS lock on the folder (`LOCK_FILE`, held until `close()`), so a
+    second daemon on the same folder fails with `StoreInUse` naming the holder's pid before it
+    reads anything; then the database is checked (`PRAGMA quick_check`): a file that is not
+    SQLite, truncated or damaged raises `StoreUnreadable`, saying what to do. A task row that
+    cannot be read is left in the file untouched and skipped (`unreadable`); the others are served.
+    """
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=5000",
-            "wal_autocheckpoint=1000",
-            "foreign_keys=ON",
-            *(["fullfsync=ON"] if sys.platform == "darwin" else []),
-        ):
-            connection.execute(f"PRAGMA {pragma}")
-        self.db = sqlite_utils.Database(connection)
-        migrate(self.db)
-        self._tasks: dict[str, TaskState] = {}
-        self._seq: dict[str, int] = {}
-        for row in self.db.query("SELECT task_id, state FROM tasks"):
-            self._tasks[row["task_id"]] = TaskState.model_validate_json(row["state"])
-        for row in self.db.query("SELECT task_id, MAX(seq) AS seq FROM events GROUP BY task_id"):
-            self._seq[row["task_id"]] = row["seq"]
+        self._lock = _lock_folder(path.parent)
+        try:
+            self.db = sqlite_utils.Database(_open_checked(path))
+            migrate(self.db)
+            self._tasks: dict[str, TaskState] = {}
+            self.unreadable: dict[str, str] = {}
+            for row in self.db.query("SELECT task_id, state FROM tasks"):
+                self._load(row["task_id"], row["state"])
+            self._seq: dict[str, int] = {}
+            for row in self.db.query(
+                "SELECT task_id, MAX(seq) AS seq FROM events GROUP BY task_id"
+            ):
+                self._seq[row["task_id"]] = row["seq"]
+        except sqlite3.DatabaseError as exc:
+            os.close(self._lock)
+            raise _unreadable(path, str(exc)) from None
+        except StoreUnreadable:
+            os.close(self._lock)
+            raise
         self._subscribers: dict[str, set[asyncio.Queue[Event | None]]] = {}
+
+    def _load(self, task_id: str, raw: object) -> None:
+        try:
+            self._tasks[task_id] = TaskState.model_validate_json(raw)  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            reason = str(exc).splitlines()[0]
+            self.unreadable[task_id] = reason
+            log.warning(
+                "task %s in %s cannot be read (%s): skipped, left in the file untouched",
+                task_id, self.path, reason,
+            )  # fmt: skip
 
     def close(self) -> None:
         self.db.conn.close()
+        os.close(self._lock)  # releases the folder's lock
 
     # --- writing -------------------------------------------------------------------------
 
@@ -144,6 +177,11 @@ class TaskStore:
         try:
             return self._tasks[task_id]
         except KeyError:
+            if task_id in self.unreadable:
+                raise TaskUnreadable(
+                    f"task {task_id}'s stored state cannot be read"
+                    f" ({self.unreadable[task_id]}); it is left in {self.path} untouched"
+                ) from None
             raise TaskNotFound(f"no task {task_id!r}") from None
 
     def list(self, limit: int = 50, offset: int = 0) -> tuple[list[TaskState], int]:
@@ -188,3 +226,52 @@ class TaskStore:
                     last = record.seq
         finally:
             self._subscribers.get(task_id, set()).discard(queue)
+
+
+def _lock_folder(folder: Path) -> int:
+    """An exclusive lock on `folder` (an open descriptor of its lock file, holding our pid)."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreInUse(
+            f"the data folder {folder} is in use by another BreakingWind process (pid {holder});"
+            " stop that one, or give this one its own data folder (BREAKINGWIND_HOME)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _open_checked(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=5000",
+            "wal_autocheckpoint=1000",
+            "foreign_keys=ON",
+            *(["fullfsync=ON"] if sys.platform == "darwin" else []),
+        ):
+            connection.execute(f"PRAGMA {pragma}")
+        # Reads every page (not the index-to-table cross checks of integrity_check): a truncated
+        # file or a damaged page is found here, not mid-task.
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
+    if problems != ["ok"]:
+        connection.close()
+        raise _unreadable(path, "; ".join(problems))
+    return connection
+
+
+def _unreadable(path: Path, detail: str) -> StoreUnreadable:
+    return StoreUnreadable(
+        f"{path} is damaged or not a BreakingWind database ({detail}); BreakingWind will not"
+        f" start on it. Move it aside (with its -wal and -shm files, e.g. mv {path}"
+        f" {path}.damaged) to start with an empty task list, or restore it from a backup"
+    )

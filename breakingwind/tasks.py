@@ -91,6 +91,7 @@ TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
 EventType = Literal[
     "task_created",
     "stage_started",
+    "prefill",
     "token",
     "tool_call",
     "plan",

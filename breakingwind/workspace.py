@@ -83,11 +83,27 @@ def create_workspace(
 
 
 def remove_workspace(project: Path, path: Path) -> None:
+    """Remove a task's workspace: the folder and, for a worktree, git's record of it."""
     project_git = _project_git(project)
     if project_git is not None:
         project_git.run(["worktree", "remove", "--force", str(path)], check=False)
         project_git.run(["worktree", "prune"], check=False)
     if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphan(path: Path) -> None:
+    """Remove a workspace whose task is unknown: a worktree's project is found through the
+    `.git` file git wrote into it (`gitdir: <project>/.git/worktrees/<name>`)."""
+    marker = path / ".git"
+    project = None
+    if marker.is_file():
+        gitdir = Path(marker.read_text(errors="replace").removeprefix("gitdir:").strip())
+        if gitdir.parent.name == "worktrees" and gitdir.parent.parent.name == ".git":
+            project = gitdir.parent.parent.parent
+    if project is not None and project.is_dir():
+        remove_workspace(project, path)
+    else:
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ done
 
 command -v "$PYTHON" >/dev/null 2>&1 \
     || die "no '$PYTHON' on PATH: install Python 3.11 or newer, then run PYTHON=python3.11 make install"
-PY_TAG=$("$PYTHON" -S -c 'import sys; assert sys.version_info >= (3, 11); print("cp%d%d" % sys.version_info[:2])' 2>/dev/null) \
+"$PYTHON" -S -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
     || die "BreakingWind needs Python 3.11 or newer, '$PYTHON' is $("$PYTHON" --version 2>&1 | head -n1): install one, then run PYTHON=python3.11 make install"
 
 # An explicit ask (BREAKINGWIND_BACKEND, --backend or CMAKE_ARGS) is remembered; without one the
@@ -58,9 +58,9 @@ LLAMA_PIN=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
 LLAMA_VERSION=${LLAMA_PIN#*==}
 CACHE_ROOT=${BREAKINGWIND_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/breakingwind/wheels}
 
-cached_wheel() {  # the cached wheel for the current choice and this Python, if any
+cached_wheel() {  # the cached wheel for the current choice, if any (py3-none: any Python 3)
     local wheel
-    for wheel in "$CACHE_ROOT/$CHOSEN_WHEEL_KEY/llama_cpp_python-$LLAMA_VERSION-$PY_TAG"-*.whl; do
+    for wheel in "$CACHE_ROOT/$CHOSEN_WHEEL_KEY/llama_cpp_python-$LLAMA_VERSION"-*.whl; do
         [ -f "$wheel" ] && { echo "$wheel"; return 0; }
     done
     return 1
@@ -116,7 +116,7 @@ if ! wheel=$(cached_wheel); then
             die "llama-cpp-python failed to compile for the CPU too (log: $BUILD_LOG): install a C/C++ compiler (Debian/Ubuntu: apt-get install build-essential; macOS: xcode-select --install), then run make install again"
         }
     fi
-    wheel=$(cached_wheel)
+    wheel=$(cached_wheel) || die "the wheel just built is not in $CACHE_ROOT/$CHOSEN_WHEEL_KEY"
 fi
 echo "installing $wheel"
 "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall "$wheel"

@@ -1,17 +1,25 @@
 """Shared fixtures: real settings in temp folders, the real embedded model loaded once per session,
-and a live uvicorn server on 127.0.0.1."""
+scripted agents on a real engine, and a live uvicorn server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 import uvicorn
 
@@ -19,11 +27,16 @@ from breakingwind.api.server import server_config
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFArray, GGUFHeader, GGUFTensor
+from breakingwind.engine.scripted import Answer, ScriptedModel
 from breakingwind.media import MediaService
 from breakingwind.modelfiles.manifest import embedded_model_path
+from breakingwind.runtime import Runtime, open_runtime
+from breakingwind.tasks import TaskState, WorkflowOptions
 from tests.media_files import SPOKEN_TASK, speak
+from tests.pipeline_fixtures import TASK
 
 TEST_N_CTX = 2048
+T = TypeVar("T")
 
 
 def write_config(folder: Path, text: str) -> Path:
@@ -50,6 +63,70 @@ models_dir = "models"
         f"BREAKINGWIND_{agent.upper()}__N_CTX": str(TEST_N_CTX) for agent in AGENT_NAMES
     }
     return load_settings(config, environ={**small_contexts, **(environ or {})})
+
+
+def script_agents(engine: Engine) -> dict[str, ScriptedModel]:
+    """Serve every agent of `engine` from a `ScriptedModel`, through the production
+    `Engine.replace_model` (like llm's MockModel); enqueue answers on the returned models."""
+    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
+    for agent, model in models.items():
+        engine.replace_model(agent, model)
+    return models
+
+
+def scripted_engine(settings: Settings) -> tuple[Engine, dict[str, ScriptedModel]]:
+    """An engine that is never started (nothing loads) with every agent scripted."""
+    engine = Engine(settings)
+    return engine, script_agents(engine)
+
+
+@dataclass
+class Harness:
+    """Scripted agents on a real engine, run in a real runtime (store, pipeline, workspaces,
+    run_tests) over a fixture project, as `breakingwind run --local` runs them."""
+
+    settings: Settings
+    engine: Engine
+    project: Path
+    models: dict[str, ScriptedModel]
+
+    def script(self, agent: str, *answers: Answer) -> None:
+        self.models[agent].enqueue(*answers)
+
+    def in_runtime(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
+        """Run `work` in a runtime over the scripted engine."""
+
+        async def go() -> T:
+            async with open_runtime(self.settings, engine=self.engine) as runtime:
+                return await work(runtime)
+
+        return asyncio.run(go())
+
+    def run(
+        self,
+        options: WorkflowOptions | None = None,
+        cancel_after: float | None = None,
+        task: str = TASK,
+    ) -> tuple[TaskState, list[str]]:
+        """One workflow to its end (or cancelled after `cancel_after` s): its final state and
+        the types of its events."""
+
+        async def go(runtime: Runtime) -> tuple[TaskState, list[str]]:
+            state = runtime.pipeline.submit(task, self.project, options)
+            if cancel_after is not None:
+                await asyncio.sleep(cancel_after)
+                await runtime.pipeline.cancel(state.task_id)
+            final = await runtime.pipeline.wait(state.task_id)
+            return final, [e.type for e in runtime.store.events_after(state.task_id)]
+
+        return self.in_runtime(go)
+
+
+def make_harness(tmp: Path, project: Path, extra: str = "") -> Harness:
+    """A `Harness` over `project` with settings in `tmp` (close its engine when done)."""
+    settings = make_settings(tmp, extra, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
+    engine, models = scripted_engine(settings)
+    return Harness(settings, engine, project, models)
 
 
 def header_read_by_gguf_reader(path: Path) -> GGUFHeader:
@@ -80,12 +157,20 @@ def embedded_gguf() -> Path:
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """The embedded model, loaded once for the whole session and shared by all four agents."""
-    settings = make_settings(tmp_path_factory.mktemp("engine"))
+    with running_engine(make_settings(tmp_path_factory.mktemp("engine"))) as engine:
+        yield engine
+
+
+@contextmanager
+def running_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine of `settings` with every model loaded (or failed); closed on exit."""
     engine = Engine(settings)
     engine.start()
-    asyncio.run(engine.wait_ready())
-    yield engine
-    engine.close()
+    try:
+        asyncio.run(engine.wait_ready())
+        yield engine
+    finally:
+        engine.close()
 
 
 @pytest.fixture(scope="session")
@@ -168,3 +253,120 @@ def free_port() -> int:
 def clean_env() -> dict[str, str]:
     """The current environment without any BREAKINGWIND_* variables, for subprocesses."""
     return {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
+
+
+def parse_sse(text: str) -> list[dict]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
+        if fields:
+            events.append(
+                {
+                    "id": int(fields["id"]),
+                    "event": fields["event"],
+                    "data": json.loads(fields["data"]),
+                }
+            )
+    return events
+
+
+REPO = Path(__file__).resolve().parent.parent
+# Small budgets keep a full workflow of the tiny model to a few tens of seconds.
+FAST = """
+[pipeline]
+max_review_cycles = 1
+stage_timeout_s = 120
+planner_max_tool_calls = 1
+coder_max_tool_calls = 0
+"""
+AGENT = """
+[{agent}]
+model = "missing-{agent}.gguf"
+n_ctx = 2048
+max_tokens = 160
+"""
+
+
+def daemon_toml(port: int, project: Path, extra: str = "", server: str = "") -> str:
+    """A daemon's config.toml: `port`, data in ./data, `project`, models in ./models."""
+    return f"""
+[server]
+port = {port}
+{server}
+[storage]
+data_dir = "data"
+[project]
+root = "{project}"
+[engine]
+models_dir = "models"
+{extra}"""
+
+
+def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
+    """The embedded model's daemon with small budgets (a whole workflow in tens of seconds)."""
+    agents = "".join(
+        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
+    )
+    return write_config(tmp_path, daemon_toml(port, project, FAST + agents))
+
+
+class Daemon:
+    """`breakingwind serve` as a process (or `argv`, another entry point that serves `config`)."""
+
+    def __init__(
+        self, config: Path, port: int, env: dict[str, str], argv: list[str] | None = None
+    ) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            argv or [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the daemon exited"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the daemon never became ready")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def watch_until(
+    daemon: Daemon, after: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> tuple[str, list]:
+    """Start the workflow and read its stream; SIGKILL the daemon once `after` is seen."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream(
+        "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=timeout
+    ) as response:
+        task_id = response.headers["x-task-id"]
+        block: list[str] = []
+        for line in response.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            if block and not block[0].startswith(":"):
+                seen += parse_sse("\n".join(block))
+            block = []
+            if seen and after(seen[-1]):
+                daemon.kill()
+                return task_id, seen
+    raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
+
+
+def started(stage: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from breakingwind.engine.scripted import ScriptedModel
+
 CALC = """def add(a, b):
     return a - b
 
@@ -114,3 +116,13 @@ def review(status: str, *issues: str) -> str:
 
 def tool_call(name: str, **arguments: object) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+def script_approved_fix(
+    models: dict[str, ScriptedModel], preprocessed: str = "Fix add() in calc.py."
+) -> None:
+    """One workflow's answers: the fix (planner and coder without tool calls), approved at once."""
+    models["preprocessor"].enqueue(preprocessed)
+    models["planner"].enqueue(NO_TOOLS, plan())
+    models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
+    models["reviewer"].enqueue(review("approved"))

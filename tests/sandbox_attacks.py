@@ -28,6 +28,7 @@ def plant_attacks(project: Path) -> dict[str, list[str]]:
     (project / "link_out").symlink_to(outside, target_is_directory=True)
     (project / "file_link").symlink_to(outside / "stolen.txt")
     (project / "env_link.txt").symlink_to(project / ".env")
+    (project / "git_link").symlink_to(project / ".git" / "config")
     os.mkfifo(project / "pipe")
     return {
         "nul_byte": ["pkg/core.py\x00.txt"],
@@ -36,7 +37,15 @@ def plant_attacks(project: Path) -> dict[str, list[str]]:
         "parent_escape": ["../outside/stolen.txt", "pkg/../../outside"],
         "symlink_escape": ["link_out/stolen.txt", "file_link", "link_out"],
         "special_file": ["pipe"],
-        "secret_file": [".env", ".env.production", "keys/id_rsa", "env_link.txt"],
+        "git_internals": [".git/config", ".GIT/config", "pkg/../.Git/HEAD", "git_link"],
+        "secret_file": [
+            ".env",
+            ".env.production",
+            "keys/id_rsa",
+            "env_link.txt",
+            ".ENV",
+            "KEYS/ID_RSA",
+        ],  # fmt: skip
     }
 
 

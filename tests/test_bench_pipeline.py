@@ -7,12 +7,10 @@ import asyncio
 import re
 from pathlib import Path
 
-from breakingwind.config import AGENT_NAMES
-from breakingwind.engine import Engine, GenerationRequest
-from breakingwind.engine.scripted import ScriptedModel
+from breakingwind.engine import GenerationRequest
 from breakingwind.measure.pipeline_bench import pipeline_load
 from breakingwind.tasks import WorkflowOptions
-from tests.conftest import make_settings
+from tests.conftest import make_settings, scripted_engine
 from tests.pipeline_fixtures import NO_TOOLS, code, plan, review
 
 CALLS_PER_AGENT = 40  # more than any task of this test asks for
@@ -31,17 +29,15 @@ def _note(request: GenerationRequest) -> str:
 
 def test_pipeline_bench_accounts_for_model_calls_tests_and_overhead(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    engine = Engine(settings)  # never started: every agent is scripted
+    engine, models = scripted_engine(settings)
     answers = {
         "preprocessor": lambda request: "Make the tests pass.",
         "planner": _structured_or(NO_TOOLS, plan(["calc.py"])),
         "coder": _note,
         "reviewer": lambda request: review("approved"),
     }
-    for agent in AGENT_NAMES:
-        model = ScriptedModel(agent)
+    for agent, model in models.items():
         model.enqueue(*[answers[agent]] * CALLS_PER_AGENT)
-        engine.replace_model(agent, model)
     lines: list[str] = []
     try:
         figures = asyncio.run(

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import daemon_config
 from tests.pipeline_fixtures import CALC, TASK, make_project
-from tests.test_pipeline_e2e import daemon_config
 
 
 def test_run_prints_progress_and_the_outcome(
@@ -37,7 +37,17 @@ def test_run_prints_progress_and_the_outcome(
         env=clean_env,
     )
     assert "▶ preprocess" in proc.stdout and "▶ plan" in proc.stdout
+    # Each model call says how much it reads first; each stage ends with its agents' figures.
+    assert re.search(r"^  preprocessor is reading [\d,]+ tokens…$", proc.stdout, re.M)
+    assert re.search(r"^  planner is reading [\d,]+ tokens…$", proc.stdout, re.M)
+    assert re.search(
+        r"^  preprocessor: \d+ tokens, [\d.]+ tok/s; preprocess took", proc.stdout, re.M
+    )
+    assert re.search(
+        r"^Outcome: (approved|failed) after .* \(task [0-9a-f]{16}\)$", proc.stdout, re.M
+    )
     assert re.search(r"\(task [0-9a-f]{16}\)", proc.stdout)
+    assert "llama_context:" not in proc.stderr  # llama.cpp's load chatter is not a warning
     assert proc.returncode == (0 if "Approved after" in proc.stdout else 1)
     assert (project / "calc.py").read_text() == CALC  # no --apply, no change
     assert "Traceback" not in proc.stderr
@@ -58,3 +68,6 @@ def test_eval_reports_solved_over_total(
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"^calc_add: (SOLVED|not solved) \(\w+, [\d.]+s\)", proc.stdout, re.M)
     assert re.search(r"^solved [01]/1, mean [\d.]+s per task$", proc.stdout, re.M)
+    # Its tasks went to a store of its own: a daemon started later resumes none of them.
+    assert (tmp_path / "data" / "eval" / "breakingwind.sqlite3").is_file()
+    assert not (tmp_path / "data" / "breakingwind.sqlite3").exists()

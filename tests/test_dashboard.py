@@ -15,9 +15,16 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
-from tests.pipeline_fixtures import CALC, FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, script_agents
+from tests.pipeline_fixtures import (
+    CALC,
+    NO_TOOLS,
+    TASK,
+    make_project,
+    plan,
+    script_approved_fix,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -86,15 +93,10 @@ class Daemon:
     def __init__(self, server: LiveServer, engine: Engine, project: Path) -> None:
         self.server = server
         self.project = project
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() <img src=x id=injected> in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models, "Fix add() <img src=x id=injected> in calc.py.")
 
 
 def _daemon(tmp_path: Path, extra: str = "") -> Iterator[Daemon]:
@@ -201,6 +203,38 @@ def test_chat_streams_an_agent_models_answer(daemon: Daemon, page: object) -> No
     sync_api.expect(answer).to_have_text("Use `a + b` in add().")
     assert daemon.models["coder"].requests[0].messages[-1]["content"] == "How do I fix add()?"
     screenshot(page, "chat")
+
+
+def test_task_view_says_when_a_model_reads_its_prompt(daemon: Daemon, page: object) -> None:
+    daemon.script_approved_fix()
+    daemon.models["planner"].prompt_tokens = 6000
+    start_task(page, daemon)
+    planner = page.get_by_label("planner output")
+    sync_api.expect(planner).to_contain_text("(reading 6,000 tokens…)", timeout=TASK_MS)
+    sync_api.expect(page.locator("#task-stage")).to_have_text("complete", timeout=TASK_MS)
+
+
+def test_chat_defaults_to_the_coder_and_names_the_pipelines_folder(
+    daemon: Daemon, page: object
+) -> None:
+    daemon.models["coder"].enqueue("Hello.")
+    page.goto(f"{daemon.server.url}/#chat")
+    model = page.get_by_label("Model", exact=True)
+    sync_api.expect(model).to_have_value("breakingwind-coder")
+    note = page.locator("#chat-note")
+    sync_api.expect(note).to_contain_text("coder's model; it reads and changes no file")
+    screenshot(page, "chat-default")
+    page.get_by_label("Message").fill("hi")
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator(".msg.assistant .content")).to_have_text("Hello.")
+    tasks = httpx.get(f"{daemon.server.url}/api/tasks", timeout=10).json()
+    assert tasks["total"] == 0  # "hi" started no coding task
+
+    model.select_option("breakingwind")
+    sync_api.expect(note).to_contain_text(
+        f"starts a coding task (preprocess, plan, code, review) on {daemon.project}"
+    )
+    screenshot(page, "chat-pipeline")
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from breakingwind.api.app import create_app
+from breakingwind.backend_choice import Machine
 from breakingwind.checks.context import Context, Result, Status
 from breakingwind.checks.doctor import CHECKS, Report, run_doctor
-from breakingwind.checks.install import installed_build
+from breakingwind.checks.install import InstalledBuild, installed_build
 from breakingwind.config import AGENT_NAMES, Settings, load_settings
 from breakingwind.engine import Engine
 from breakingwind.engine.gguf_file import GGUFInfo
@@ -115,8 +116,8 @@ def test_fresh_install_warns_about_fallbacks_and_fails_nothing(
     }  # no daemon, no remote agent
     checks = {r.check for r in report.results}
     assert checks == {
-        *("python", "packages", "backend", "models", "memory", "port", "data_dir", "database"),
-        *("service", "tools", "daemon"),
+        *("config", "python", "packages", "backend", "models", "memory", "port", "data_dir"),
+        *("database", "service", "tools", "daemon"),
     }
     assert json.loads(proc.stdout)["ok"] is True
 
@@ -225,6 +226,7 @@ def test_backend_is_checked_against_the_hardware(
     settings = make_settings(tmp_path)
     ctx = Context(settings, settings.server.url)
     ctx.hardware, ctx.backend = hardware, backend
+    ctx.installed_build = None  # installed some other way than scripts/install.sh
     [result] = run_doctor(ctx, checks=[c for c in CHECKS if c.name == "backend"]).results
     assert result.status == status
     if fix:
@@ -250,6 +252,33 @@ def test_backend_line_names_the_wheel_install_sh_built(tmp_path: Path) -> None:
     assert result.status == Status.WARN
     assert "a CUDA build but no NVIDIA GPU" in result.detail
     assert "(wheel cuda-sm90-x86_64: CUDA (nvidia-smi lists 1 GPU(s)" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("built_for", "status"), [("cuda-sm90-x86_64", Status.OK), ("cuda-sm86-x86_64", Status.WARN)]
+)
+def test_a_cuda_wheel_is_checked_against_the_gpus_compute_capability(
+    tmp_path: Path, built_for: str, status: Status
+) -> None:
+    settings = make_settings(tmp_path)
+    ctx = Context(settings, settings.server.url)
+    ctx.hardware, ctx.backend = NVIDIA, "CUDA"
+    ctx.build_machine = Machine("Linux", "x86_64", "/usr/bin/nvcc", ("9.0",), "nvidia-smi lists 1")
+    ctx.installed_build = InstalledBuild(
+        backend="cuda",
+        cmake_args="-DGGML_CUDA=ON",
+        wheel_key=built_for,
+        reason="CUDA (an older GPU)",
+        requested="auto",
+        wheel=str(tmp_path / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"),
+    )
+    [result] = run_doctor(ctx, checks=[c for c in CHECKS if c.name == "backend"]).results
+    assert result.status == status
+    if status == Status.WARN:
+        assert "would now build cuda-sm90-x86_64: CUDA (nvidia-smi lists 1" in result.detail
+        assert result.fix == "make install BREAKINGWIND_BACKEND=auto"
+    else:
+        assert result.detail.startswith("llama-cpp-python is a CUDA build (wheel cuda-sm90-x86_64")
 
 
 def test_no_install_record_is_no_wheel_named(tmp_path: Path) -> None:
@@ -323,7 +352,7 @@ def test_a_project_root_that_is_not_a_folder_fails(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(missing)})
     [result] = run(settings, "tools")
     assert result.status == Status.FAIL
-    assert result.detail.endswith(f"cannot start: project root {missing} is not a folder")
+    assert result.detail.endswith(f"cannot start: project {missing} is not a folder")
     assert result.fix is not None and "BREAKINGWIND_PROJECT_ROOT" in result.fix
 
 

@@ -13,10 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from breakingwind.api.app import create_app
-from breakingwind.config import AGENT_NAMES
-from breakingwind.engine import Engine
-from breakingwind.engine.scripted import ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, scripted_engine
 
 JSON = st.recursive(
     st.none()
@@ -71,11 +68,9 @@ def bodies(path: str) -> st.SearchStrategy[object]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     settings = make_settings(tmp, environ={"BREAKINGWIND_PROJECT_ROOT": str(tmp)})
-    engine = Engine(settings)
-    for agent in AGENT_NAMES:  # answers are never needed: no valid body reaches a model...
-        model = ScriptedModel(agent)
+    engine, models = scripted_engine(settings)
+    for model in models.values():  # answers are never needed: no valid body reaches a model...
         model.enqueue(*(["ok"] * 1000))  # ...and if one does, it gets an answer
-        engine.replace_model(agent, model)
     with LiveServer(create_app(settings, engine)) as live:
         yield live
     engine.close()

@@ -11,9 +11,7 @@ that answer. The embedded model's own kill test is in tests/test_pipeline_e2e.py
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import parse_sse, started, watch_until
 from tests.pipeline_fixtures import (
     CALC,
     COMMENT_DIFF,
@@ -34,10 +32,8 @@ from tests.pipeline_fixtures import (
     plan,
     review,
 )
-from tests.test_pipeline_e2e import Daemon
-from tests.test_workflow_api import parse_sse
+from tests.scripted_daemon import HANG, event, scripted_config, start_scripted
 
-HANG = {"hang": True}
 # The uninterrupted run: a first diff that applies but fixes nothing (rejected), then the fix.
 WHOLE_RUN = {
     "preprocessor": [TASK],
@@ -53,16 +49,10 @@ AFTER_RESTART = {
     "coder": [NO_TOOLS, code(FIX_DIFF)],
     "reviewer": [review("approved"), review("approved")],
 }
+# The rebuilt workspace is inspected after the task ends: keep it.
+KEEP = "[pipeline]\nkeep_workspaces = true"
 FIXED = CALC.replace("return a - b", "return a + b", 1)
 FIXED_AND_COMMENTED = FIXED.replace("\ndef sub", "\n# subtraction\ndef sub")
-
-
-def started(stage: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage
-
-
-def event(kind: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e["event"] == kind
 
 
 @dataclass(frozen=True)
@@ -88,50 +78,6 @@ KILL_POINTS = {
         {**WHOLE_RUN, "coder": [NO_TOOLS, code(COMMENT_DIFF), HANG]}, event("review")
     ),
 }
-CONFIG = """
-[server]
-port = {port}
-shutdown_grace_s = 5
-[storage]
-data_dir = "data"
-[project]
-root = "{project}"
-[engine]
-models_dir = "models"
-[tools.run_tests]
-coverage = false
-"""
-
-
-def start(tmp_path: Path, port: int, env: dict[str, str], script: dict[str, Any]) -> Daemon:
-    config = tmp_path / "config.toml"
-    path = tmp_path / "script.json"
-    path.write_text(json.dumps(script))
-    argv = [sys.executable, "-m", "tests.scripted_daemon", str(config), str(path)]
-    # A kill during run_tests leaves its scratch copy behind: keep it in this test's folder.
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    return Daemon(config, port, {**env, "TMPDIR": str(tmp_path / "tmp")}, argv)
-
-
-def watch_until(daemon: Daemon, after: Callable[[dict[str, Any]], bool]) -> tuple[str, list]:
-    """Start the workflow and read its stream; SIGKILL the daemon once `after` is seen."""
-    seen: list[dict[str, Any]] = []
-    with httpx.stream(
-        "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=60
-    ) as response:
-        task_id = response.headers["x-task-id"]
-        block: list[str] = []
-        for line in response.iter_lines():
-            if line:
-                block.append(line)
-                continue
-            if block and not block[0].startswith(":"):
-                seen += parse_sse("\n".join(block))
-            block = []
-            if seen and after(seen[-1]):
-                daemon.kill()
-                return task_id, seen
-    raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
 
 
 def stored_at_kill(database: Path, task_id: str) -> tuple[str, int]:
@@ -160,9 +106,9 @@ def test_killed_at_each_transition_the_task_resumes_intact(
     point: str, tmp_path: Path, free_port: int, clean_env: dict[str, str]
 ) -> None:
     project = make_project(tmp_path / "project")
-    write_config(tmp_path, CONFIG.format(port=free_port, project=project))
+    scripted_config(tmp_path, free_port, project, KEEP)
     kill = KILL_POINTS[point]
-    daemon = start(tmp_path, free_port, clean_env, kill.script)
+    daemon = start_scripted(tmp_path, free_port, clean_env, kill.script)
     try:
         task_id, seen = watch_until(daemon, kill.after)
     finally:
@@ -173,7 +119,7 @@ def test_killed_at_each_transition_the_task_resumes_intact(
     if workspace.exists():  # made by the plan stage
         leave_a_half_applied_diff(workspace)
 
-    restarted = start(tmp_path, free_port, clean_env, AFTER_RESTART)
+    restarted = start_scripted(tmp_path, free_port, clean_env, AFTER_RESTART)
     try:
         history = parse_sse(
             httpx.get(f"{restarted.url}/api/task/{task_id}/events", timeout=60).text

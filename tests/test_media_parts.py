@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from breakingwind.errors import CorruptMedia, MediaPathRefused, UnsupportedMedia
-from breakingwind.media import MediaService
+from breakingwind.media import MediaService, PreprocessorInput
+from breakingwind.media.parts import content_text
 from tests.media_files import png_bytes, screenshot
 
 
@@ -86,3 +87,17 @@ def test_bad_base64_audio_is_corrupt(media: MediaService, tmp_path: Path) -> Non
 def test_plain_string_content_is_typed_text(media: MediaService, tmp_path: Path) -> None:
     result = asyncio.run(media.parts_to_text("reverse a string", tmp_path))
     assert result.typed_text == "reverse a string" and not result.has_media
+
+
+def test_material_is_rendered_once(media: MediaService, tmp_path: Path) -> None:
+    """A task whose screenshot was read at submit time is not wrapped a second time when the
+    preprocessor renders its input."""
+    parts = [
+        {"type": "text", "text": "Fix this crash."},
+        {"type": "image_url", "image_url": {"url": _data_url(png_bytes(screenshot()))}},
+    ]
+    task_text = asyncio.run(content_text(media, parts, tmp_path, "input"))
+    assert task_text.count("# Request material") == 1 and "TypeError" in task_text
+    assert PreprocessorInput(task_text, [], []).render() == task_text
+    typed = PreprocessorInput("Fix add().", [], []).render()
+    assert typed.count("# Request material") == 1 and "Fix add()." in typed

@@ -9,20 +9,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from breakingwind.config import AGENT_NAMES, Settings
-from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
+from breakingwind.engine.scripted import Hang
 from breakingwind.errors import ProjectChanged, TaskConflict
 from breakingwind.pipeline import Pipeline
 from breakingwind.store import TaskStore
 from breakingwind.tasks import TaskState, WorkflowOptions
 from breakingwind.workspace import project_fingerprint
-from tests.conftest import make_settings
+from tests.conftest import Harness, make_harness
 from tests.pipeline_fixtures import (
     BAD_DIFF,
     CALC,
@@ -41,49 +38,12 @@ from tests.pipeline_fixtures import (
 )
 
 
-@dataclass
-class Harness:
-    settings: Settings
-    engine: Engine
-    project: Path
-    models: dict[str, ScriptedModel]
-
-    def script(self, agent: str, *answers: object) -> None:
-        self.models[agent].enqueue(*answers)  # type: ignore[arg-type]
-
-    def run(
-        self, options: WorkflowOptions | None = None, cancel_after: float | None = None
-    ) -> tuple[TaskState, list[str]]:
-        async def go() -> tuple[TaskState, list[str]]:
-            store = TaskStore(self.settings.storage.database_path)
-            pipeline = Pipeline(self.settings, self.engine, store)
-            try:
-                state = pipeline.submit(TASK, self.project, options)
-                if cancel_after is not None:
-                    await asyncio.sleep(cancel_after)
-                    await pipeline.cancel(state.task_id)
-                final = await pipeline.wait(state.task_id)
-                events = [e.type for e in store.events_after(state.task_id)]
-                return final, events
-            finally:
-                await pipeline.shutdown()
-                store.close()
-
-        return asyncio.run(go())
-
-
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
-    project = make_project(tmp_path / "project")
-    settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
-    engine = Engine(settings)  # never started: every agent is scripted
-    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-    for agent, model in models.items():
-        engine.replace_model(agent, model)
-    harness = Harness(settings, engine, project, models)
+    harness = make_harness(tmp_path, make_project(tmp_path / "project"))
     harness.script("preprocessor", "Fix add() in calc.py so that tests/test_calc.py passes.")
     yield harness
-    engine.close()
+    harness.engine.close()
 
 
 def approve_first_time(h: Harness, diff: str = FIX_DIFF) -> None:
@@ -329,13 +289,9 @@ def test_a_data_dir_inside_a_plain_project_is_never_copied(tmp_path: Path) -> No
     project = tmp_path / "plain"
     project.mkdir()
     (project / "calc.py").write_text(CALC)
-    settings = make_settings(project, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
-    assert settings.storage.data_dir.is_relative_to(project)
-    engine = Engine(settings)
-    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-    for agent, model in models.items():
-        engine.replace_model(agent, model)
-    harness = Harness(settings, engine, project, models)
+    # The workspace is inspected after the task: keep it.
+    harness = make_harness(project, project, "[pipeline]\nkeep_workspaces = true")
+    assert harness.settings.storage.data_dir.is_relative_to(project)
     harness.script("preprocessor", "Fix add() in calc.py.")
     harness.script("planner", NO_TOOLS, plan())
     harness.script("coder", NO_TOOLS, code(FIX_DIFF))
@@ -345,4 +301,4 @@ def test_a_data_dir_inside_a_plain_project_is_never_copied(tmp_path: Path) -> No
     assert not (workspace / "data").exists()
     assert final.final_output.applied_to_project  # its own data writes did not count as a change
     assert "return a + b" in (project / "calc.py").read_text()
-    engine.close()
+    harness.engine.close()

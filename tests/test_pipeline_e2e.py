@@ -7,88 +7,15 @@ everything to SQLite, and survives the daemon being killed mid-task.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import write_config
+from tests.conftest import Daemon, daemon_config, parse_sse, started, watch_until
 from tests.pipeline_fixtures import CALC, TASK, make_project
-from tests.test_workflow_api import parse_sse
-
-REPO = Path(__file__).resolve().parent.parent
-# Small budgets keep a full workflow of the tiny model to a few tens of seconds.
-FAST = """
-[pipeline]
-max_review_cycles = 1
-stage_timeout_s = 120
-planner_max_tool_calls = 1
-coder_max_tool_calls = 0
-"""
-AGENT = """
-[{agent}]
-model = "missing-{agent}.gguf"
-n_ctx = 2048
-max_tokens = 160
-"""
-
-
-def daemon_config(tmp_path: Path, project: Path, port: int) -> Path:
-    agents = "".join(
-        AGENT.format(agent=a) for a in ("preprocessor", "planner", "coder", "reviewer")
-    )
-    return write_config(
-        tmp_path,
-        f"""
-[server]
-port = {port}
-[storage]
-data_dir = "data"
-[project]
-root = "{project}"
-[engine]
-models_dir = "models"
-{FAST}{agents}""",
-    )
-
-
-class Daemon:
-    """`breakingwind serve` as a process (or `argv`, another entry point that serves `config`)."""
-
-    def __init__(
-        self, config: Path, port: int, env: dict[str, str], argv: list[str] | None = None
-    ) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            argv or [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the daemon exited"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).json()["status"] == "ok":
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the daemon never became ready")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 def test_real_workflow_runs_to_a_terminal_state(
@@ -107,6 +34,17 @@ def test_real_workflow_runs_to_a_terminal_state(
     stages = [e["data"]["stage"] for e in events if e["event"] == "stage_started"]
     assert stages[:2] == ["preprocess", "plan"], events[-1]  # in order, from the start
     assert "token" in kinds  # the agents' text streamed
+    # Each model call announces the prompt it reads, and its text streams as it is generated:
+    # the preprocessor's too, in several events rather than one at the end of its stage.
+    prefills = [e["data"] for e in events if e["event"] == "prefill"]
+    assert {"preprocessor", "planner"} <= {p["agent"] for p in prefills}
+    assert all(p["prompt_tokens"] > 0 for p in prefills)
+    preprocessor = [
+        e["data"] for e in events if e["event"] == "token" and e["data"]["agent"] == "preprocessor"
+    ]
+    assert len(preprocessor) >= 2 and all(t["tokens"] >= 1 for t in preprocessor)
+    times = [datetime.fromisoformat(t["at"]) for t in preprocessor]
+    assert max((b - a).total_seconds() for a, b in pairwise(times)) < 2.0
     for event in events:
         if event["event"] == "test_results":  # counts come from the real run of 2 tests
             assert event["data"]["runner"] == "pytest" and event["data"]["total"] >= 2
@@ -123,25 +61,8 @@ def test_killed_daemon_resumes_the_task_with_its_history_intact(
     project = make_project(tmp_path / "project")
     config = daemon_config(tmp_path, project, free_port)
     daemon = Daemon(config, free_port, clean_env)
-    seen: list[dict] = []
     try:
-        with httpx.stream(
-            "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=600
-        ) as response:
-            task_id = response.headers["x-task-id"]
-            block: list[str] = []
-            for line in response.iter_lines():
-                if line:
-                    block.append(line)
-                    continue
-                if block and not block[0].startswith(":"):
-                    seen += parse_sse("\n".join(block))
-                block = []
-                if any(
-                    e["event"] == "stage_started" and e["data"]["stage"] == "plan" for e in seen
-                ):
-                    daemon.kill()  # mid-task, no warning
-                    break
+        task_id, seen = watch_until(daemon, started("plan"), timeout=600)  # killed mid-task
     finally:
         daemon.stop()
     database = tmp_path / "data" / "breakingwind.sqlite3"

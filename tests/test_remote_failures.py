@@ -33,7 +33,7 @@ from breakingwind.errors import (
     BackendUnavailable,
     QueueFull,
 )
-from tests.conftest import LiveServer, _free_port, make_settings
+from tests.conftest import LiveServer, _free_port, make_settings, running_engine
 from tests.fake_openai import Recorded, build_app
 
 KEY_ENV = "BW_REMOTE_TEST_KEY"
@@ -67,11 +67,8 @@ def engine(
     """The coder on the fake server (with an API key), the other agents on the embedded model."""
     folder = tmp_path_factory.mktemp("remote-failures")
     settings = make_settings(folder, remote_config(fake[0]), environ={KEY_ENV: KEY})
-    engine = Engine(settings)
-    engine.start()
-    asyncio.run(engine.wait_ready())
-    yield engine
-    engine.close()
+    with running_engine(settings) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")

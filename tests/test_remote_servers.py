@@ -27,7 +27,7 @@ from breakingwind.api.app import create_app
 from breakingwind.config import load_settings
 from breakingwind.engine import Engine, GenerationRequest, generate_structured
 from breakingwind.engine.remote import RemoteModel, check_remote
-from tests.conftest import TEST_N_CTX, LiveServer, _free_port, write_config
+from tests.conftest import TEST_N_CTX, LiveServer, _free_port, running_engine, write_config
 
 LLAMA_ALIAS = "smollm2"
 READ_FILE = {
@@ -155,11 +155,8 @@ model = "breakingwind-coder"
 """
     # The reviewer's n_ctx is left out: it comes from the second daemon's model list.
     settings = load_settings(write_config(tmp_path_factory.mktemp("remote-servers"), config), {})
-    engine = Engine(settings)
-    engine.start()
-    asyncio.run(engine.wait_ready())
-    yield engine
-    engine.close()
+    with running_engine(settings) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")

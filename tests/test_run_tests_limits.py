@@ -7,8 +7,10 @@ reports how far it got in its failure message, which the tool returns.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
+from breakingwind.tools.sandboxed_process import run_as_for, unreachable_ancestor
 from tests.conftest import LiveServer, make_settings
 
 MAX_PROCESSES = 16
@@ -106,6 +109,13 @@ def server(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LiveServer]:
     settings = limited_settings(tmp_path, isolate=request.param)
+    run_as = run_as_for(settings.tools.run_tests)
+    prefix = Path(os.path.realpath(sys.executable)).parent.parent
+    if not request.param and unreachable_ancestor(prefix, run_as) is not None:
+        pytest.skip(
+            f"without namespaces the tests run as {run_as and run_as.name} with no capability,"
+            f" and this interpreter ({prefix}) is out of that user's reach"
+        )
     # The scratch copies go here, so that a leftover process is recognisably this test's.
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

@@ -210,3 +210,56 @@ def test_systemd_analyze_rejects_a_broken_unit(tmp_path: Path) -> None:
     path.write_text(systemd_unit(make_spec(tmp_path)).replace("on-failure", "sometimes"))
     with pytest.raises(ServiceError, match="Restart|restart"):
         Systemd(tmp_path).validate(path)
+
+
+@linux_only
+def test_install_carries_the_environment_overrides_and_names_a_left_out_key(
+    tmp_path: Path, clean_env: dict[str, str], fake_systemctl: tuple[Path, Path]
+) -> None:
+    bin_dir, _ = fake_systemctl
+    env = {
+        **clean_env,
+        "BREAKINGWIND_SERVER__PORT": "9123",
+        "BREAKINGWIND_CODER__N_CTX": "4096",
+        "BREAKINGWIND_SERVER__API_KEY": "s3cret",
+    }
+    proc = service_cli(tmp_path, env, bin_dir, "install")
+    assert proc.returncode == 0, proc.stderr
+    unit = tmp_path / "home" / ".config" / "systemd" / "user" / "breakingwind.service"
+    environment = parse_unit(unit.read_text())["Service"]["Environment"]
+    assert "BREAKINGWIND_SERVER__PORT=9123" in environment
+    assert "BREAKINGWIND_CODER__N_CTX=4096" in environment
+    assert "s3cret" not in unit.read_text()
+    assert (
+        "carried into the service: BREAKINGWIND_CODER__N_CTX, BREAKINGWIND_SERVER__PORT"
+        in proc.stdout
+    )
+    assert "left out: BREAKINGWIND_SERVER__API_KEY (a key would sit" in proc.stdout
+
+
+@linux_only
+@pytest.mark.parametrize("command", ["status", "logs"])
+def test_status_and_logs_of_a_service_not_installed_say_so_in_one_line(
+    tmp_path: Path, clean_env: dict[str, str], fake_systemctl: tuple[Path, Path], command: str
+) -> None:
+    bin_dir, calls = fake_systemctl
+    proc = service_cli(tmp_path, clean_env, bin_dir, command)
+    unit = tmp_path / "home" / ".config" / "systemd" / "user" / "breakingwind.service"
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"breakingwind: the service is not installed ({unit} is absent):"
+        " `breakingwind service install` writes it\n"
+    )
+    assert not calls.exists()
+
+
+@linux_only
+def test_status_without_a_user_manager_says_why_in_one_line(
+    tmp_path: Path, clean_env: dict[str, str], fake_systemctl: tuple[Path, Path]
+) -> None:
+    bin_dir, _ = fake_systemctl
+    service_cli(tmp_path, clean_env, bin_dir, "install", rc=1)  # written, not loaded
+    proc = service_cli(tmp_path, clean_env, bin_dir, "status", rc=1)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("breakingwind: no systemd user manager answers here")
+    assert "Failed to connect to bus" not in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -3,10 +3,8 @@ fixture spec-kit project, with scripted agents in the real engine, pipeline, wor
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,10 +13,6 @@ import yaml
 from click.testing import CliRunner
 
 from breakingwind.cli import main
-from breakingwind.config import AGENT_NAMES, Settings
-from breakingwind.engine import Engine
-from breakingwind.engine.scripted import ScriptedModel
-from breakingwind.runtime import Runtime, open_runtime
 from breakingwind.speckit import (
     MARKER,
     find_feature,
@@ -28,7 +22,7 @@ from breakingwind.speckit import (
     specify,
 )
 from breakingwind.tasks import TaskState, WorkflowOptions
-from tests.conftest import make_settings
+from tests.conftest import Harness, make_harness
 from tests.pipeline_fixtures import (
     CALC,
     COMMENT_DIFF,
@@ -74,35 +68,6 @@ def two_steps() -> str:
     )
 
 
-@dataclass
-class Harness:
-    settings: Settings
-    engine: Engine
-    project: Path
-    models: dict[str, ScriptedModel]
-
-    def script(self, agent: str, *answers: str) -> None:
-        self.models[agent].enqueue(*answers)
-
-    def run_task(self, text: str) -> TaskState:
-        """One workflow with apply, in this process, like `breakingwind run --apply --local`."""
-
-        async def go(runtime: Runtime) -> TaskState:
-            state = runtime.pipeline.submit(text, self.project, WorkflowOptions(apply=True))
-            return await runtime.pipeline.wait(state.task_id)
-
-        return self.in_runtime(go)
-
-    def in_runtime(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
-        """Run `work` in a runtime over the scripted engine, as the CLI does."""
-
-        async def go() -> T:
-            async with open_runtime(self.settings, engine=self.engine) as runtime:
-                return await work(runtime)
-
-        return asyncio.run(go())
-
-
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     """A spec-kit project: .specify/ and a hand-written Claude command already there."""
@@ -111,13 +76,14 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     (project / ".specify" / "memory" / "constitution.md").write_text("# Constitution\n")
     (project / ".claude" / "commands").mkdir(parents=True)
     (project / ".claude" / "commands" / "speckit.specify.md").write_text(HAND_WRITTEN)
-    settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
-    engine = Engine(settings)  # never started: every agent is scripted
-    models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-    for agent, model in models.items():
-        engine.replace_model(agent, model)
-    yield Harness(settings, engine, project, models)
-    engine.close()
+    harness = make_harness(tmp_path, project)
+    yield harness
+    harness.engine.close()
+
+
+def run_task(h: Harness) -> Callable[[str], TaskState]:
+    """One workflow with apply, like `breakingwind run --apply --local`."""
+    return lambda text: h.run(WorkflowOptions(apply=True), task=text)[0]
 
 
 def run_specify(h: Harness, description: str = DESCRIPTION) -> Path:
@@ -225,7 +191,7 @@ def test_implement_ticks_only_the_approved_task_and_applies_its_diff(harness: Ha
             harness.script("coder", NO_TOOLS, code(COMMENT_DIFF))
             harness.script("reviewer", review("changes_requested", "not what was asked"))
     lines: list[str] = []
-    outcomes = implement_feature(folder, harness.run_task, lines.append)
+    outcomes = implement_feature(folder, run_task(harness), lines.append)
     assert [(o.task_id, o.ticked) for o in outcomes] == [("T001", True), ("T002", False)]
     tasks = read_tasks(folder / "tasks.md")
     assert [(t.task_id, t.done) for t in tasks] == [("T001", True), ("T002", False)]
@@ -245,9 +211,9 @@ def test_implement_stops_at_the_first_failure_unless_keep_going(harness: Harness
             harness.script("coder", NO_TOOLS, code(FIX_DIFF))
             harness.script("reviewer", review("changes_requested", "no"))
     harness.settings.pipeline.max_review_cycles = 1
-    stopped = implement_feature(folder, harness.run_task, lambda _: None)
+    stopped = implement_feature(folder, run_task(harness), lambda _: None)
     assert [o.task_id for o in stopped] == ["T001"]
-    kept_going = implement_feature(folder, harness.run_task, lambda _: None, keep_going=True)
+    kept_going = implement_feature(folder, run_task(harness), lambda _: None, keep_going=True)
     assert [(o.task_id, o.ticked) for o in kept_going] == [("T001", False), ("T002", False)]
     assert (harness.project / "calc.py").read_text() == CALC
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,9 @@ import openai
 import pytest
 
 from breakingwind.api.app import create_app
-from breakingwind.config import AGENT_NAMES
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import Hang, ScriptedModel
-from tests.conftest import LiveServer, make_settings
+from breakingwind.engine.scripted import Hang
+from tests.conftest import LiveServer, make_settings, parse_sse, script_agents
 from tests.media_files import png_bytes, screenshot
 from tests.pipeline_fixtures import (
     CALC,
@@ -28,20 +26,16 @@ from tests.pipeline_fixtures import (
     make_project,
     plan,
     review,
+    script_approved_fix,
 )
 
 
 class Scripted:
     def __init__(self, engine: Engine) -> None:
-        self.models = {agent: ScriptedModel(agent) for agent in AGENT_NAMES}
-        for agent, model in self.models.items():
-            engine.replace_model(agent, model)
+        self.models = script_agents(engine)
 
     def approve_first_time(self) -> None:
-        self.models["preprocessor"].enqueue("Fix add() in calc.py.")
-        self.models["planner"].enqueue(NO_TOOLS, plan())
-        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
-        self.models["reviewer"].enqueue(review("approved"))
+        script_approved_fix(self.models)
 
 
 @pytest.fixture
@@ -53,21 +47,6 @@ def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Scripted, Path]]:
     with LiveServer(create_app(settings, engine)) as server:
         yield server, scripted, project
     engine.close()
-
-
-def parse_sse(text: str) -> list[dict]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
-        if fields:
-            events.append(
-                {
-                    "id": int(fields["id"]),
-                    "event": fields["event"],
-                    "data": json.loads(fields["data"]),
-                }
-            )
-    return events
 
 
 def test_workflow_streams_numbered_events_to_completion(live: tuple) -> None:
@@ -148,11 +127,37 @@ def test_cancel_and_apply_over_http(live: tuple) -> None:
     assert "return a + b" in (project / "calc.py").read_text()
 
 
+def test_apply_onto_a_changed_project_ends_the_stream_failed(live: tuple) -> None:
+    """The terminal event a client sees is the task's stored terminal state."""
+    server, scripted, project = live
+
+    def approve_after_a_local_edit(request: object) -> str:
+        (project / "calc.py").write_text(CALC + "\n# edited while the task ran\n")
+        return review("approved")
+
+    scripted.models["preprocessor"].enqueue("Fix add() in calc.py.")
+    scripted.models["planner"].enqueue(NO_TOOLS, plan())
+    scripted.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
+    scripted.models["reviewer"].enqueue(approve_after_a_local_edit)
+    body = {"input": TASK, "options": {"apply": True}}
+    response = httpx.post(f"{server.url}/api/workflow", json=body, timeout=120)
+    events = parse_sse(response.text)
+    stored = httpx.get(f"{server.url}/api/task/{response.headers['x-task-id']}").json()
+    assert stored["current_stage"] == "failed"
+    assert events[-1]["event"] == "failed"
+    assert "completed" not in [e["event"] for e in events]
+    assert "changed since the task started" in events[-1]["data"]["error"]
+    assert "+    return a + b" in events[-1]["data"]["report"]["diff"]  # to apply by hand
+    assert "edited while the task ran" in (project / "calc.py").read_text()
+    assert "return a - b" in (project / "calc.py").read_text()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
         ({"input": ""}, 400, "input"),
-        ({"input": "x", "project": "/definitely/not/here"}, 400, "project"),
+        ({"input": "x", "project": "/definitely/not/here"}, 403, "project"),  # outside
+        ({"input": "x", "project": "not/here"}, 400, "project"),  # inside the root, missing
         ({"input": "x", "options": {"max_review_cycles": 0}}, 400, "options.max_review_cycles"),
         ({"task": "x"}, 400, "input"),
     ],

@@ -12,6 +12,7 @@ wording is kept only as a summary on top.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from breakingwind.engine import Engine, GenerationRequest
@@ -42,9 +43,13 @@ class PreprocessedTask:
 
 
 async def preprocess(
-    engine: Engine, request: PreprocessorInput, max_tokens: int | None = None
+    engine: Engine,
+    request: PreprocessorInput,
+    max_tokens: int | None = None,
+    on_delta: Callable[[str], None] | None = None,
 ) -> PreprocessedTask:
-    """Merge the request into one task statement, guaranteeing identifiers survive verbatim."""
+    """Merge the request into one task statement, guaranteeing identifiers survive verbatim;
+    `on_delta` sees the model's text as it is generated."""
     material = request.render()
     messages = [
         {"role": "system", "content": render_prompt("preprocessor.md")},
@@ -54,6 +59,7 @@ async def preprocess(
         result = await engine.complete(
             AGENT,
             GenerationRequest(messages=messages, max_tokens=max_tokens, temperature=0.0),
+            on_delta=on_delta,
             wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
         )
         model_text = result.text.strip()

@@ -102,7 +102,13 @@ async def _run(
     except (SandboxViolation, ToolError) as exc:
         return f"error: {exc}", False
     text = result.model_dump_json()
-    return (text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS] + " …(truncated)"), True
+    if len(text) <= RESULT_CHARS:
+        return text, True
+    # Written for the model: what it got, and how to ask for the rest.
+    return (
+        text[:RESULT_CHARS] + f" …(cut at {RESULT_CHARS} of {len(text)} characters: ask for less"
+        " — a narrower path, a line range, a smaller max_modules, or the next modules_offset)"
+    ), True
 
 
 def _arguments(raw: str) -> dict[str, Any]:

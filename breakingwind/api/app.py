@@ -34,26 +34,33 @@ from breakingwind.api.middleware import (
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.media import MediaService
+from breakingwind.projects import allowed_project
 from breakingwind.runtime import open_runtime
+from breakingwind.store import TaskStore
 from breakingwind.tools.registry import ToolRegistries
 
 
 def create_app(
-    settings: Settings, engine: Engine | None = None, media: MediaService | None = None
+    settings: Settings,
+    engine: Engine | None = None,
+    media: MediaService | None = None,
+    store: TaskStore | None = None,
 ) -> Starlette:
     """Build the app. The engine starts loading models in the lifespan (unless one is passed in,
-    in which case its owner starts and closes it). Likewise a passed-in media service. The tool
+    in which case its owner starts and closes it). Likewise a passed-in media service and task
+    store (`serve` opens the store first, so that a locked or damaged one stops it). The tool
     registry and the MCP server are built here (cheap, nothing loaded) and the MCP session
     manager runs in the lifespan."""
     registries = ToolRegistries(settings)
-    tools = registries.get(settings.project.root)
+    # The daemon's own tools (MCP, REST): their root passes the one project rule first.
+    tools = registries.get(allowed_project(None, settings))
     mcp = build_mcp_server(tools)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Running tasks are stopped, not ended, on the way out: they resume at the next start.
         opened = open_runtime(
-            settings, engine=engine, media=media, registries=registries, resume=True
+            settings, engine=engine, media=media, store=store, registries=registries, resume=True
         )
         async with opened as runtime, mcp.session_manager.run():
             app.state.runtime = runtime

@@ -2,7 +2,8 @@
 
 Each registry tool becomes an `MCPServer` tool whose signature is the registry's own (so the SDK
 derives the same input schema) and whose return type is the tool's output model (so results
-carry `structuredContent` and an output schema). The call goes straight to `registry.call()`,
+carry `structuredContent` and an output schema; the text copy is compact JSON, so a bounded
+result fits a client's 1 MiB message limit). The call goes straight to `registry.call()`,
 so the sandbox runs exactly once, in the registry. A `SandboxViolation` or `ToolError` is
 re-raised as the SDK's `ToolError`, which the SDK turns into a result with `isError: true` and
 our message (the SDK hides the text of any other exception).
@@ -17,8 +18,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import ToolAnnotations
-from pydantic import BaseModel
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from starlette.routing import BaseRoute, Route
 
 from breakingwind import __version__
@@ -94,14 +94,20 @@ def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
 
 def _handler(
     registry: ToolRegistry, spec: ToolSpec
-) -> Callable[..., Coroutine[Any, Any, BaseModel]]:
-    async def call(**arguments: Any) -> BaseModel:
+) -> Callable[..., Coroutine[Any, Any, CallToolResult]]:
+    async def call(**arguments: Any) -> CallToolResult:
         try:
-            return await registry.call(spec.name, arguments)
+            result = await registry.call(spec.name, arguments)
         except SandboxViolation as exc:
             raise MCPToolError(f"SandboxViolation[{exc.rule}]: {exc}") from exc
         except ToolError as exc:
             raise MCPToolError(f"{type(exc).__name__}: {exc}") from exc
+        # Compact JSON text: the SDK's default indents it, which can double a result that the
+        # message also carries as structuredContent (clients refuse messages over 1 MiB).
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.model_dump_json())],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     call.__name__ = spec.name
     call.__doc__ = spec.description

@@ -74,7 +74,11 @@ def _card(engine: Engine, model_id: str, agent: str | None, **extra: Any) -> dic
 async def list_models(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     names: ModelNamesSettings = request.app.state.settings.model_names
-    data = [_card(engine, mid, agent) for mid, agent in model_ids(engine).items()]
+    project = {"project": str(request.app.state.settings.project.root)}
+    data = [
+        _card(engine, mid, agent, **(project if agent is None else {}))
+        for mid, agent in model_ids(engine).items()
+    ]
     for pattern, target in names.aliases.items():
         agent = None if target == PIPELINE_MODEL else target
         data.append(_card(engine, pattern, agent, alias=True))
@@ -90,4 +94,7 @@ async def get_model(request: Request) -> Response:
     names: ModelNamesSettings = request.app.state.settings.model_names
     model_id = request.path_params["model_id"]
     agent = agent_for_model(engine, names, model_id)
-    return JSONResponse(_card(engine, model_id, agent, alias=model_id not in model_ids(engine)))
+    extra: dict[str, Any] = {"alias": model_id not in model_ids(engine)}
+    if agent is None:  # the folder the pipeline's tasks work on when a request names none
+        extra["project"] = str(request.app.state.settings.project.root)
+    return JSONResponse(_card(engine, model_id, agent, **extra))

@@ -2,13 +2,14 @@
 
 Chat completions (an agent or the whole pipeline) and completions share the chunk head (`id`,
 `object`, `created`, `model`), the usage chunk and the way a failure mid-stream is reported (one
-error data line, then the stream ends).
+error data line, then the stream ends); a whole chat completion is built here too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,20 @@ class Envelope:
     def usage(self, usage: Usage) -> bytes:
         """The last chunk when the client asked for `stream_options.include_usage`."""
         return data_line({**self.head, "choices": [], "usage": usage_json(usage)})
+
+
+def chat_completion(
+    model: str, message: dict[str, Any], finish: str, usage: Usage
+) -> dict[str, Any]:
+    """A whole (non-streamed) `chat.completion` with one choice."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage_json(usage),
+    }
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Model ids: `breakingwind-<agent>` (or the bare agent name) chats directly with t
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from breakingwind.api.model_names import agent_for_model, get_model, list_models
-from breakingwind.api.openai_chunks import Envelope, guarded, usage_json
+from breakingwind.api.openai_chunks import Envelope, chat_completion, guarded, usage_json
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -139,23 +138,7 @@ async def chat_completions(request: Request) -> Response:
         message["tool_calls"] = _tool_calls_json(result.tool_calls)
     elif message["content"] is None:
         message["content"] = ""
-    return JSONResponse(
-        {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": result.finish_reason,
-                }
-            ],
-            "usage": usage_json(result.usage),
-        }
-    )
+    return JSONResponse(chat_completion(body.model, message, result.finish_reason, result.usage))
 
 
 async def _chat_chunks(

@@ -7,14 +7,12 @@ the diff in a ```diff block. The workflow is an ordinary task: it is also visibl
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from breakingwind.api.openai_chunks import NO_USAGE, Envelope, guarded, usage_json
+from breakingwind.api.openai_chunks import NO_USAGE, Envelope, chat_completion, guarded
 from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS
 from breakingwind.api.workflow_routes import event_stream_items
@@ -40,23 +38,8 @@ async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Respon
     state = pipeline.submit(await task_text(runtime, body), None, None)
     if not body.stream:
         final = await pipeline.wait(state.task_id)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                        "message": {"role": "assistant", "content": final_message(final)},
-                    }
-                ],
-                "usage": usage_json(NO_USAGE),
-            }
-        )
+        message = {"role": "assistant", "content": final_message(final)}
+        return JSONResponse(chat_completion(body.model, message, "stop", NO_USAGE))
     chunks = _chunks(
         request.app.state.store, state.task_id, body, request.app.state.settings.server.keepalive_s
     )

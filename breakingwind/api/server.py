@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from typing import ClassVar
 
 import h11
@@ -115,3 +116,20 @@ def server_config(
         # runs the lifespan shutdown (which closes the engine).
         timeout_graceful_shutdown=server.shutdown_grace_s,
     )
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (raises `OSError` when the port is taken): `serve` binds
+    before it resumes any task, so a second daemon on the same port touches nothing."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +21,7 @@ from breakingwind.api.sse import PING, SSE_HEADERS, parse_json_body
 from breakingwind.errors import InvalidRequest
 from breakingwind.media import ContentPart
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowed_project
 from breakingwind.runtime import Runtime
 from breakingwind.store import SubscriberDropped, TaskStore
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
@@ -99,11 +99,10 @@ def _streaming(request: Request, task_id: str, after: int) -> StreamingResponse:
 async def start_workflow(request: Request) -> Response:
     body = await parse_json_body(request, WorkflowRequest)
     pipeline: Pipeline = request.app.state.pipeline
-    project = Path(body.project).expanduser() if body.project else None
     runtime: Runtime = request.app.state.runtime
+    project = allowed_project(body.project, runtime.settings)  # before any media path is read
     # Media parts are read now (OCR, transcription), so the task survives restarts as text.
-    root = project or runtime.settings.project.root
-    text = await runtime.task_text(body.input, root, "input")
+    text = await runtime.task_text(body.input, project, "input")
     state = pipeline.submit(text, project, body.options)
     return _streaming(request, state.task_id, 0)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from breakingwind.backend_choice import Machine, probe_machine
 from breakingwind.config import Settings
 from breakingwind.daemon_client import DaemonClient
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
@@ -104,6 +105,11 @@ class Context:
         from breakingwind.checks.install import installed_build
 
         return installed_build()
+
+    @cached_property
+    def build_machine(self) -> Machine:
+        """What the installer's backend choice sees here (uname, nvcc, nvidia-smi, libcuda)."""
+        return probe_machine()
 
     @cached_property
     def tools(self) -> ToolRegistry:

@@ -29,6 +29,7 @@ class Check:
 
 
 CHECKS: tuple[Check, ...] = (
+    Check("config", install.check_config),
     Check("python", install.check_python),
     Check("packages", install.check_packages),
     Check("backend", install.check_backend),

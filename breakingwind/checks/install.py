@@ -13,12 +13,26 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from pydantic import BaseModel
 
+from breakingwind.backend_choice import BadRequest, choose
 from breakingwind.checks.context import Context, Result, Status, fail, ok, warn
 from breakingwind.hardware import Hardware
 
 PACKAGE = "breakingwind"
 REINSTALL = "./scripts/install.sh"
 BUILD_RECORD = "breakingwind-backend.json"  # written by scripts/install.sh
+
+
+def check_config(ctx: Context) -> Iterator[Result]:
+    """Which config file the settings came from; none is legal but worth saying."""
+    path = ctx.settings.config_file
+    if path is not None:
+        yield ok(f"read {path}")
+        return
+    yield warn(
+        "no config file was read (./config.toml is absent here and BREAKINGWIND_CONFIG is"
+        " unset): built-in defaults and BREAKINGWIND_* variables only",
+        "pass --config PATH, set BREAKINGWIND_CONFIG, or run from the folder holding config.toml",
+    )
 
 
 def check_python(ctx: Context) -> Iterator[Result]:
@@ -139,5 +153,26 @@ def check_backend(ctx: Context) -> Iterator[Result]:
             detail = rule.detail.format(backend=backend, hardware=hardware.describe()) + built
             yield Result(status=rule.status, detail=detail, fix=rule.fix)
             return
+    stale = _stale_build(ctx, build) if build else None
+    if stale is not None:
+        yield stale
+        return
     machine = hardware.describe()
     yield ok(f"llama-cpp-python is a {backend} build{built}; this machine has {machine}")
+
+
+def _stale_build(ctx: Context, build: InstalledBuild) -> Result | None:
+    """A WARN when the installer would pick another wheel today (a new GPU, toolkit or driver)."""
+    if build.requested == "cmake_args":  # the user's own flags: nothing to compare with
+        return None
+    try:
+        today = choose(ctx.build_machine, build.requested)
+    except BadRequest as exc:
+        return warn(f"llama-cpp-python is the {build.wheel_key} build, but now: {exc}", REINSTALL)
+    if today.wheel_key == build.wheel_key:
+        return None
+    return warn(
+        f"llama-cpp-python is the {build.wheel_key} build ({build.reason}), but the installer "
+        f"would now build {today.wheel_key}: {today.reason}",
+        f"make install BREAKINGWIND_BACKEND={build.requested}",
+    )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ from breakingwind.modelfiles.manifest import (
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+# Who hears, in the current asyncio task, how many prompt tokens a generation reads before its
+# first token (the pipeline shows "reading N tokens…" while a big model prefills). A context
+# variable, so an observer set by one task never hears another task's generations.
+prompt_observer: ContextVar[Callable[[int], None] | None] = ContextVar(
+    "prompt_observer", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,16 @@ class Engine:
 
     `start()` begins loading every model in the background (each on its own thread) and returns at
     once; requests wait until their model is ready. `close()` stops the workers.
+
+    Three ways to generate, one `GenerationRequest` (types.py) for all:
+    - `reply(agent, request)` for protocol edges (chat completions, Responses, Messages): a
+      `Reply` whose `chunks()` carry content and parsed tool calls; `reply.result` at the end has
+      usage, finish_reason ("tool_calls" when the model called one) and the calls. Ask for JSON
+      with `request.json_output` (output.py): the engine builds the grammar and checks the output
+      at the end of the stream (`StructuredOutputError`). An edge only translates the chunks.
+    - `complete(agent, request)` for a whole answer (agents, non-streamed responses): the same
+      parsing, and JSON output that fails its check is sent back to the model once.
+    - `stream(agent, request)` for the raw text deltas (benchmarks).
     """
 
     def __init__(self, settings: Settings, manifest: Manifest | None = None) -> None:
@@ -172,6 +189,9 @@ class Engine:
         settings = self.settings.agents()[agent]
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
         prepared = await asyncio.to_thread(_prepare, worker, request, settings)
+        observer = prompt_observer.get()
+        if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
+            observer(len(prepared.tokens))
         while True:
             try:
                 return worker.submit(prepared)

@@ -60,6 +60,9 @@ class ScriptedModel:
         self._answers: deque[Answer] = deque()
         self._pending: dict[int, GenerationRequest] = {}
         self._lock = asyncio.Lock()
+        # Tokens each prompt is said to hold (0: none, like a remote backend); lets a test see
+        # the engine announce a prompt being read, as it does for a local model.
+        self.prompt_tokens = 0
 
     def enqueue(self, *answers: Answer) -> None:
         self._answers.extend(answers)
@@ -91,8 +94,9 @@ class ScriptedModel:
 
     def prepare(self, request: GenerationRequest, sampling: SamplingParams) -> PreparedRequest:
         tools = request.tools if request.tool_choice != "none" else None
+        tokens = [0] * self.prompt_tokens
         prepared = PreparedRequest(
-            [], list(request.stop), replace(sampling), HERMES if tools else None
+            tokens, list(request.stop), replace(sampling), HERMES if tools else None
         )
         self._pending[id(prepared)] = request
         return prepared

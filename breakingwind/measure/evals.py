@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from breakingwind.config import Settings
 from breakingwind.errors import BreakingWindError
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowing
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import WorkflowOptions
 
@@ -66,9 +67,10 @@ def load_eval_tasks(root: Path = EVALS_DIR) -> list[EvalTask]:
 async def run_evals(
     settings: Settings, tasks: list[EvalTask], options: WorkflowOptions, echo: Callable[[str], None]
 ) -> list[EvalResult]:
+    settings = settings.in_process("eval")  # never the daemon's store
     results = []
-    async with open_runtime(settings) as runtime:
-        with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="breakingwind-eval-") as scratch:
+        async with open_runtime(allowing(settings, Path(scratch))) as runtime:
             for task in tasks:
                 result = await _run_one(runtime.pipeline, task, Path(scratch), options)
                 echo(

@@ -24,6 +24,7 @@ from breakingwind.config import Settings
 from breakingwind.engine import Engine
 from breakingwind.measure.evals import load_eval_tasks, prepare_project
 from breakingwind.pipeline import Pipeline
+from breakingwind.projects import allowing
 from breakingwind.runtime import Timing, open_runtime
 from breakingwind.tasks import WorkflowOptions
 
@@ -115,7 +116,7 @@ async def pipeline_load(
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="breakingwind-bench-pipeline-") as scratch:
         storage = settings.storage.model_copy(update={"data_dir": Path(scratch) / "data"})
-        own = settings.model_copy(update={"storage": storage})
+        own = allowing(settings.model_copy(update={"storage": storage}), Path(scratch))
         async with open_runtime(own, engine=engine) as runtime:
             runtime.observe(accounts.add)
             pipeline = runtime.pipeline

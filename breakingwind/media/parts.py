@@ -79,7 +79,11 @@ class PreprocessorInput:
 
     def render(self) -> str:
         """The pieces under clear headings, each exactly as received (what the preprocessor
-        reads)."""
+        reads). Text that is already rendered material (a task whose media were read when it
+        was submitted) is returned as it is: material is rendered once."""
+        heading = render_prompt("preprocessor_sources.md", typed="", transcripts=[], images=[])
+        if not self.has_media and self.typed_text.startswith(heading):
+            return self.typed_text.strip()
         return render_prompt(
             "preprocessor_sources.md",
             typed=self.typed_text.strip(),

@@ -110,7 +110,11 @@ def verify_models(settings: Settings, agents: list[str]) -> list[Verification]:
 def verify_file(agent: str, path: Path, entry: LockEntry | None) -> Verification:
     """Size, sha256 and GGUF header of `path`; without a lock entry only the header is checked."""
     if not path.is_file():
-        return Verification(agent=agent, path=path, ok=False, problems=["file is missing"])
+        missing = (
+            "file is missing: the embedded default model (SmolLM2-135M) runs this agent instead"
+            f" until `breakingwind models pull {agent}` downloads it"
+        )
+        return Verification(agent=agent, path=path, ok=False, problems=[missing])
     problems = []
     size = path.stat().st_size
     if entry is None:

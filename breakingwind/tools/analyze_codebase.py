@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,7 @@ _TEST_FILE = re.compile(
     r"(^|/)(test_[^/]*\.py|[^/]*_test\.(py|go)|conftest\.py|[^/]*\.(test|spec)\.[jt]sx?)$"
 )
 _TEST_DIR = re.compile(r"(^|/)(tests?|__tests__|spec)/")
+ItemT = TypeVar("ItemT", bound=BaseModel)
 _JS_SUFFIXES = ("", ".js", ".ts", ".tsx", ".jsx", ".mjs", ".cjs", "/index.js", "/index.ts")
 
 
@@ -77,7 +78,11 @@ class AnalyzeCodebaseResult(BaseModel):
     test_files: int
     modules_total: int
     modules: list[ModuleInfo] = Field(description="Outlined source files (bounded).")
-    modules_truncated: bool
+    modules_offset: int = Field(description="Index of the first module listed.")
+    modules_truncated: bool = Field(description="Some modules are not in this result.")
+    next_modules_offset: int | None = Field(
+        description="Pass as `modules_offset` for the next page; null after the last module."
+    )
     dependency_graph: list[DependencyEdge] = Field(description="Imports between project files.")
     dependency_graph_truncated: bool
     external_imports: dict[str, list[str]] = Field(
@@ -113,6 +118,14 @@ def analyze_codebase(
     max_modules: Annotated[
         int, Field(ge=1, le=5000, description="Most modules listed in `modules`.")
     ] = 300,
+    modules_offset: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="List modules from this index on (pass the last result's"
+            " `next_modules_offset` to page through a large project).",
+        ),
+    ] = 0,
     max_edges: Annotated[
         int, Field(ge=0, le=20000, description="Most dependency-graph edges returned.")
     ] = 2000,
@@ -120,7 +133,8 @@ def analyze_codebase(
     """Map the project: files by language and size, per module its classes and functions
     (signatures, line numbers), imports, the dependency graph between project files, where the
     tests are, and the frameworks in use. Python is read in depth; JavaScript, TypeScript, Go and
-    Rust at the symbol level. Respects .gitignore; secrets files are left out.
+    Rust at the symbol level. Respects .gitignore; secrets files are left out. A large project's
+    modules come in pages that fit the result bound: call again with `next_modules_offset`.
     """
     started = time.perf_counter()
     cache = ctx.shared(RepoMapCache, RepoMapCache)
@@ -138,8 +152,12 @@ def analyze_codebase(
     modules = [_module_info(f, entries[f.relative], include_symbols) for f in outlined]
     edges, external = _dependency_graph(ctx.sandbox.root, modules)
     tests = [m.path for m in modules if m.is_test]
-    # Keep the modules that fit in half the output bound (the graph and the rest use the other).
-    listed = _fitting(modules[:max_modules], ctx.settings.max_output_bytes // 2)
+    # The modules that fit in half the output bound, the graph in a quarter (the rest is small),
+    # so every result fits every door (an MCP client refuses a message over 1 MiB).
+    bound = ctx.settings.max_output_bytes
+    listed = _fitting(modules[modules_offset : modules_offset + max_modules], bound // 2)
+    graph = _fitting(edges[:max_edges], bound // 4)
+    next_offset = modules_offset + len(listed)
     return AnalyzeCodebaseResult(
         path=ctx.sandbox.relative(path),
         files_total=len(files),
@@ -155,9 +173,11 @@ def analyze_codebase(
         test_files=len(tests),
         modules_total=len(modules),
         modules=listed,
+        modules_offset=modules_offset,
         modules_truncated=len(listed) < len(modules),
-        dependency_graph=edges[:max_edges],
-        dependency_graph_truncated=len(edges) > max_edges,
+        next_modules_offset=next_offset if next_offset < len(modules) else None,
+        dependency_graph=graph,
+        dependency_graph_truncated=len(graph) < len(edges),
         external_imports={k: v[:100] for k, v in external.items()},
         cache=stats,
         elapsed_ms=int((time.perf_counter() - started) * 1000),
@@ -206,13 +226,14 @@ def _module_info(found: ProjectFile, entry: _Entry, include_symbols: bool) -> Mo
     )
 
 
-def _fitting(modules: list[ModuleInfo], budget: int) -> list[ModuleInfo]:
+def _fitting(items: list[ItemT], budget: int) -> list[ItemT]:
+    """The longest head of `items` whose JSON fits in `budget` bytes."""
     used = 0
-    for count, module in enumerate(modules):
-        used += len(module.model_dump_json()) + 1
+    for count, item in enumerate(items):
+        used += len(item.model_dump_json()) + 1
         if used > budget:
-            return modules[:count]
-    return modules
+            return items[:count]
+    return items
 
 
 def _test_locations(tests: list[str]) -> list[str]:

@@ -37,6 +37,9 @@ class GitDiffResult(BaseModel):
     diff: str = Field(description="The unified diff (bounded).")
     truncated: bool
     size_bytes: int = Field(description="Size of the whole diff, even when truncated.")
+    secrets_omitted: int = Field(
+        0, description="Changed secrets files left out of files and diff (tools.secret_patterns)."
+    )
 
 
 def git_diff(
@@ -74,8 +77,15 @@ def git_diff(
     base_sha = git.commit(base, "base") if base is not None else git.head()
     target_sha = git.commit(target, "target") if target is not None else None
     revisions = ["--cached", base_sha] if staged else [base_sha, *filter(None, [target_sha])]
-    pathspecs = ["--", *(ctx.sandbox.relative(p) for p in paths)]
+    requested = pathspecs = ["--", *(ctx.sandbox.relative(p) for p in paths)]
     common = ["diff", *SAFE_DIFF_FLAGS, "-M", *revisions]
+    changed = git.run([*common, "--name-only", "--no-renames", "-z", *requested]).split("\0")
+    # The one secret rule for the output too: when a secrets file changed, the diff names the
+    # other changed files exactly (pathspecs are literal here), so its content never leaves git.
+    secrets = sorted({p for p in changed if p and ctx.sandbox.is_secret(p)})
+    if secrets:
+        kept = sorted({p for p in changed if p and not ctx.sandbox.is_secret(p)})
+        pathspecs = ["--", *kept] if kept else ["--", ":nothing-but-secrets-changed:"]
     files = _changed_files(
         git.run([*common, "--numstat", "-z", *pathspecs]),
         git.run([*common, "--name-status", "-z", *pathspecs]),
@@ -83,7 +93,7 @@ def git_diff(
     patch, size = git.run_bounded([*common, f"-U{context_lines}", *pathspecs], max_bytes)
     untracked = []
     if not staged and target is None:
-        listed = git.run(["ls-files", "--others", "--exclude-standard", "-z", *pathspecs])
+        listed = git.run(["ls-files", "--others", "--exclude-standard", "-z", *requested])
         untracked = [p for p in listed.split("\0") if p and not ctx.sandbox.is_secret(p)]
     return GitDiffResult(
         base=base_sha,
@@ -93,6 +103,7 @@ def git_diff(
         diff=patch,
         truncated=size > len(patch.encode()),
         size_bytes=size,
+        secrets_omitted=len(secrets),
     )
 
 

@@ -55,6 +55,11 @@ class ToolContext:
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def data_dir(self) -> Path:
+        """The daemon's data dir (the caches live in it): never shown to a test run."""
+        return self.cache_dir.parent
+
     def shared(self, key: type[_T], factory: Callable[[], _T]) -> _T:
         """The one instance of `key` for this registry (a cache, a lock), made on first use."""
         with self._lock:
@@ -194,8 +199,10 @@ class ToolRegistry:
         return resolve(value, argument=argument, kind=marker.kind, must_exist=marker.must_exist)
 
 
-def build_registry(settings: Settings) -> ToolRegistry:
-    """The six tools around `settings.project.root`; caches live under the data dir."""
+def build_registry(settings: Settings, *, check_project: bool = True) -> ToolRegistry:
+    """The six tools around `settings.project.root`; caches live under the data dir. The root
+    must pass `allowed_project` unless `check_project` is off (a task's own workspace)."""
+    from breakingwind.projects import allowed_project
     from breakingwind.tools.analyze_codebase import analyze_codebase
     from breakingwind.tools.find_references import find_references
     from breakingwind.tools.git_diff import git_diff
@@ -204,7 +211,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     from breakingwind.tools.search_docs import search_docs
 
     context = ToolContext(
-        sandbox=Sandbox.create(settings.project.root, settings.tools),
+        sandbox=Sandbox.create(
+            allowed_project(None, settings) if check_project else settings.project.root,
+            settings.tools,
+        ),
         settings=settings.tools,
         cache_dir=settings.storage.data_dir / "tools",
     )
@@ -273,7 +283,9 @@ class ToolRegistries:
         """The registry whose tools work inside `root`."""
         if root not in self._by_root:
             settings = self.settings.model_copy(update={"project": ProjectSettings(root=root)})
-            self._by_root[root] = build_registry(settings)
+            # Task workspaces live in the data dir: entry points check the project folders
+            # they take with `allowed_project` (submit, create_app, the CLI) before this.
+            self._by_root[root] = build_registry(settings, check_project=False)
         return self._by_root[root]
 
     def release(self, root: Path) -> None:

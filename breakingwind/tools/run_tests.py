@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -26,16 +27,20 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from breakingwind.config import RunTestsSettings
-from breakingwind.errors import ToolFailed, ToolInputRejected
+from breakingwind.errors import SandboxViolation, ToolFailed, ToolInputRejected
 from breakingwind.tools.files import ALWAYS_SKIPPED
 from breakingwind.tools.registry import PathArgument, ToolContext
 from breakingwind.tools.sandboxed_process import (
     Isolation,
     NamespaceProbe,
+    RunAs,
+    Visibility,
     hand_over,
     limits_for,
+    readable_by,
     run_as_for,
     run_sandboxed,
+    unreachable_ancestor,
     user_name,
 )
 from breakingwind.tools.test_results import (
@@ -49,6 +54,7 @@ from breakingwind.tools.test_results import (
     from_unittest,
 )
 
+_STASH_PARENT = "/dev/shm" if os.path.isdir("/dev/shm") else None
 Runner = Literal["auto", "pytest", "unittest", "npm", "yarn", "go", "cargo"]
 ResultSource = Literal[
     "junit-xml", "go-json", "libtest", "unittest-output", "runner-output", "exit-code"
@@ -121,20 +127,28 @@ async def run_tests(
     run_as = run_as_for(settings)
     probe = ctx.shared(NamespaceProbe, NamespaceProbe)
     isolate = settings.isolate_network and probe.check(user_namespace=run_as is None)
+    selectors = [_checked_selector(ctx, workspace, i, test) for i, test in enumerate(tests)]
     async with ctx.shared(RunTestsGate, RunTestsGate).lock:
         # Counted under the gate, so that no other run of this registry is adding processes.
         limits = await asyncio.to_thread(limits_for, settings, run_as)
         scratch = Path(tempfile.mkdtemp(prefix="breakingwind-tests-"))
+        # Where the reach mounts wait while their closed ancestor is covered: outside every
+        # folder a run may need to reach (the scratch folder included).
+        stash = Path(tempfile.mkdtemp(prefix="breakingwind-reach-", dir=_STASH_PARENT))
         try:
             copy = scratch / "project"
-            await asyncio.to_thread(_copy_project, ctx, copy, settings)
+            hidden = await asyncio.to_thread(_copy_project, ctx, copy, settings)
             cwd = copy / workspace.relative_to(ctx.sandbox.root)
-            plan = _plan(runner, cwd, tests, settings, scratch)
+            plan = _plan(runner, cwd, selectors, settings, scratch)
             env = _scrubbed_env(settings, scratch)
+            visibility = await asyncio.to_thread(
+                _visibility, ctx, plan, copy, [*hidden, ctx.data_dir], run_as, isolate
+            )
             await asyncio.to_thread(hand_over, scratch, run_as)  # the tests write only here
             run = dict(
                 cwd=cwd, env=env, limits=limits, max_output_bytes=settings.max_output_bytes,
                 isolate=isolate, read_only=[ctx.sandbox.root], run_as=run_as,
+                visibility=visibility, stash=stash,
             )  # fmt: skip
             done = await run_sandboxed(plan.argv, timeout_s=limit, **run)
             counts, source = plan.parse(done.output, scratch)
@@ -146,6 +160,7 @@ async def run_tests(
                 coverage = coverage_percent(report)
         finally:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
+            await asyncio.to_thread(shutil.rmtree, stash, True)
     counts = counts or Counts()
     if source == "exit-code" and not done.timed_out and done.exit_code not in (None, 0):
         counts.add_failure(plan.runner, "error", f"exit code {done.exit_code}; see output")
@@ -176,19 +191,24 @@ async def run_tests(
     )
 
 
-def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) -> None:
-    """Copy the project without `.git`, caches and secrets; link the dependency folders."""
+def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) -> list[Path]:
+    """Copy the project without `.git`, caches, secrets and the data dir; link the dependency
+    folders. Returns the secrets (and `.git` folders) left behind, for the run to hide."""
     root = ctx.sandbox.root
+    secrets: list[Path] = []
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         relative = ctx.sandbox.relative(Path(folder))
         skipped = set()
         for name in names:
             path = name if relative == "." else f"{relative}/{name}"
-            if name in ALWAYS_SKIPPED or name in settings.link_dirs or ctx.sandbox.is_secret(path):
+            if ctx.sandbox.is_secret(path):
                 skipped.add(name)
-            elif not _copyable(Path(folder, name)):
-                skipped.add(name)  # devices, FIFOs and sockets are never copied
+                secrets.append(Path(folder, name))
+            elif name in ALWAYS_SKIPPED or name in settings.link_dirs:
+                skipped.add(name)
+            elif not _copyable(Path(folder, name)) or Path(folder, name) == ctx.data_dir:
+                skipped.add(name)  # devices, FIFOs, sockets and the data dir are never copied
         return skipped
 
     try:
@@ -203,7 +223,97 @@ def _copy_project(ctx: ToolContext, target: Path, settings: RunTestsSettings) ->
             source = here / name
             destination = target / source.relative_to(root)
             if source.is_dir() and not destination.exists() and destination.parent.is_dir():
-                destination.symlink_to(source, target_is_directory=True)
+                # To the real folder: a workspace's own link lies in the data dir, hidden.
+                destination.symlink_to(os.path.realpath(source), target_is_directory=True)
+    return secrets
+
+
+def _visibility(
+    ctx: ToolContext,
+    plan: _Plan,
+    copy: Path,
+    hidden: list[Path],
+    run_as: RunAs | None,
+    isolate: bool,
+) -> Visibility:
+    """What to hide from the tests and what to make reachable; without namespaces, refuse to
+    run where they could read a secret (unless `visible_secrets = "allow"`) or could not reach
+    the runner (no capability lets them any more)."""
+    needed = [copy.parent, *_runner_paths(plan, copy)]  # the scratch folder, the runner
+    if isolate:
+        reach = []
+        for path in needed:
+            ancestor = unreachable_ancestor(path, run_as)
+            if ancestor is not None:
+                reach.append((ancestor, path))
+        return Visibility(hide=hidden, reach=reach)
+    visible = [p for p in hidden if p.exists() and readable_by(p, run_as)]
+    if visible and ctx.settings.run_tests.visible_secrets == "refuse":
+        names = ", ".join(ctx.sandbox.relative(p) for p in visible[:5] if ctx.sandbox.contains(p))
+        raise ToolFailed(
+            "the tests could read secrets here (no Linux mount namespace to hide them): "
+            f"{names or 'the data dir'}; run where `unshare` works, make them unreadable to"
+            f' {user_name(run_as)}, or set tools.run_tests.visible_secrets = "allow"'
+        )
+    for path in needed:
+        if unreachable_ancestor(path, run_as) is not None:
+            raise ToolFailed(
+                f"the tests run as {user_name(run_as)}, who cannot reach {path} (without Linux"
+                " namespaces nothing can make it reachable); install the interpreter where that"
+                " user can read it, or run where `unshare` works"
+            )
+    return Visibility()
+
+
+def _runner_paths(plan: _Plan, copy: Path) -> list[Path]:
+    """The folders the run needs: the runner's installation, a virtualenv, linked folders."""
+    paths: list[Path] = []
+    program = plan.argv[0] if "/" in plan.argv[0] else shutil.which(plan.argv[0])
+    if program:
+        real = Path(os.path.realpath(program))
+        paths.append(real.parent.parent)  # the installation prefix (bin/..)
+        venv = Path(program).parent.parent
+        if (venv / "pyvenv.cfg").is_file():
+            paths.append(Path(os.path.realpath(venv)))
+    for folder, dirs, _ in os.walk(copy):
+        for name in dirs:
+            link = Path(folder, name)
+            if link.is_symlink():
+                paths.append(Path(os.path.realpath(link)))
+        dirs[:] = [d for d in dirs if not Path(folder, d).is_symlink()]
+    return sorted(set(paths))
+
+
+_TEST_NAME = re.compile(r"^[A-Za-z_]\w*(?:(?:\.|::)[A-Za-z_]\w*)*(?:\[[^\x00-\x1f]*\])?$")
+
+
+def _checked_selector(ctx: ToolContext, workspace: Path, index: int, test: str) -> str:
+    """`test` if it is a test id inside the project: a path (pytest `file::name[param]`, a
+    unittest or jest file, a go package `./pkg/...`) that passes the sandbox, or a plain test
+    name (`pkg.mod.Class.test`, `mod::test`). Never an option or an `@argfile`."""
+    argument = f"tests[{index}]"
+    if test[0] in "@-+" or any(ord(c) < 32 for c in test):
+        raise ToolInputRejected(
+            f"{argument}={test!r} is not a test id (options and @files are refused)"
+        )
+    head = test.split("::", 1)[0]
+    head = head.removesuffix("/...") if head not in ("...", "./...") else "."
+    looks_like_path = "/" in head or head.startswith(".") or (workspace / head).exists()
+    if looks_like_path or head.endswith((".py", ".js", ".ts", ".go", ".rs")):
+        try:
+            ctx.sandbox.resolve_inside_project(
+                workspace / head if not Path(head).is_absolute() else head,
+                argument=argument,
+                must_exist=False,
+            )
+        except SandboxViolation as exc:
+            raise SandboxViolation(exc.rule, argument, test, str(exc).split(": ", 1)[-1]) from None
+        return test
+    if not _TEST_NAME.match(test):
+        raise ToolInputRejected(
+            f"{argument}={test!r} is neither a path inside the project nor a test name"
+        )
+    return test
 
 
 def _copyable(path: Path) -> bool:

@@ -11,7 +11,13 @@
 - `parent_escape`     a relative path whose `..` parts climb out of the root
 - `symlink_escape`    the path is inside, but a symlink on the way resolves outside the root
 - `special_file`      a device, FIFO or socket (only regular files and folders are served)
-- `secret_file`       matches `tools.secret_patterns` (`.env*`, keys...) unless allowed
+- `git_internals`     inside a `.git` folder (any case: macOS and Windows file systems ignore
+                      it), where remotes carry tokens and hooks carry code
+- `secret_file`       matches `tools.secret_patterns` (`.env*`, keys...) unless allowed; the
+                      match ignores case, for the same reason
+
+`is_secret()` is the one secret rule for what tools return, too: listings, the scratch copy the
+tests run in and git_diff's output leave out every path it names.
 
 The root itself is resolved once, so a project reached through a symlink works.
 """
@@ -36,6 +42,7 @@ SANDBOX_RULES: tuple[str, ...] = (
     "parent_escape",
     "symlink_escape",
     "special_file",
+    "git_internals",
     "secret_file",
 )
 PathKind = Literal["file", "dir", "any"]
@@ -59,7 +66,7 @@ class Sandbox:
             raise ToolInputRejected(f"project root {root} is not a folder")
         return cls(
             root=resolved,
-            secrets=pathspec.GitIgnoreSpec.from_lines(settings.secret_patterns),
+            secrets=pathspec.GitIgnoreSpec.from_lines(p.lower() for p in settings.secret_patterns),
             allow_secrets=settings.allow_secrets,
             max_path_chars=settings.max_path_chars,
         )
@@ -107,10 +114,12 @@ class Sandbox:
         return Path(os.path.relpath(path, self.root)).as_posix()
 
     def is_secret(self, relative: str) -> bool:
-        """Whether a root-relative POSIX path is a refused secrets file."""
-        if self.allow_secrets or relative in ("", "."):
+        """Whether a root-relative POSIX path is never shown: inside `.git`, or a secrets file."""
+        if relative in ("", "."):
             return False
-        return self.secrets.match_file(relative)
+        if is_git_internal(relative):
+            return True
+        return not self.allow_secrets and self.secrets.match_file(relative.lower())
 
     def _check_shape(self, text: str, argument: str) -> None:
         if "\x00" in text:
@@ -142,7 +151,14 @@ class Sandbox:
 
     def _check_secret(self, text: str, argument: str, lexical: Path, real: Path) -> None:
         for candidate in (lexical, real):
-            if candidate.is_relative_to(self.root) and self.is_secret(self.relative(candidate)):
+            if not candidate.is_relative_to(self.root):
+                continue
+            relative = self.relative(candidate)
+            if is_git_internal(relative):
+                raise SandboxViolation(
+                    "git_internals", argument, text, "the .git folder is never served"
+                )
+            if self.is_secret(relative):
                 raise SandboxViolation(
                     "secret_file", argument, text, "secrets files are refused (tools.allow_secrets)"
                 )
@@ -167,3 +183,8 @@ class Sandbox:
         if kind == "dir" and not stat.S_ISDIR(mode):
             raise ToolInputRejected(f"{argument}={text!r} is a file, not a folder")
         return real
+
+
+def is_git_internal(relative: str) -> bool:
+    """Whether a root-relative path lies in (or is) a `.git` folder, whatever its case."""
+    return any(part.casefold() == ".git" for part in relative.split("/"))

@@ -3,30 +3,37 @@
 - Resource limits are set with `resource.setrlimit` in the child before exec (CPU seconds,
   address space, largest file written, process count, no core files).
 - Root ignores RLIMIT_NPROC and may raise any limit, so a daemon running as root runs the command
-  as an unprivileged user (`setpriv`), keeping only CAP_DAC_READ_SEARCH so that it can still
-  reach an interpreter under /root. The caller hands the scratch folder to that user.
+  as an unprivileged user (`setpriv`). The command keeps no capability at all (bounding,
+  ambient, inheritable, permitted and effective sets empty) and runs with no_new_privs, so no
+  setuid or file-capability binary gives one back. The caller hands the scratch folder to that
+  user. An interpreter the user cannot reach (one under /root) is made reachable inside the
+  mount namespace only (`Visibility.reach`), never by a capability.
 - The child leads a new session; on timeout or cancellation the process group is killed, and
   any descendant that left the group is found through psutil and killed too.
 - Where Linux namespaces are available (`unshare --net --mount --pid`, plus `--user` unless
   root), the command runs with no network (only a loopback interface), in its own PID namespace
   (when its first process dies, the kernel kills the rest) and with the read-only paths
-  bind-mounted read-only. Elsewhere it runs without that layer and `Isolation` says so.
+  bind-mounted read-only, and the hidden paths (`Visibility.hide`: secrets files, `.git`, the
+  daemon's data dir) covered: a file by /dev/null, a folder by an empty tmpfs. Elsewhere it runs
+  without that layer and `Isolation` says so.
 - Output (stdout and stderr together) is bounded: the head and the tail are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import pwd
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -39,14 +46,33 @@ _UNSHARE = ("unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "-
 # Unprivileged users need a user namespace to unshare; root does not, and dropping to another
 # user needs root's own capabilities, which a user namespace would take away.
 _USER_NAMESPACE = ("--user", "--map-root-user")
-# The only capability the command keeps, in every set (so it survives exec as an ambient one):
-# read and search any file. No CAP_SYS_RESOURCE (raise limits), CAP_SETUID (become root again),
-# CAP_SYS_ADMIN; --no-new-privs stops setuid binaries from giving any of them back.
-_KEPT_CAPS = "-all,+dac_read_search"
-# Inside the namespaces: make each read-only path read-only, bring loopback up, run the command.
+# Every capability set emptied; --no-new-privs stops setuid binaries from giving any back.
+_NO_CAPS = ("--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs")
+_PR_SET_NO_NEW_PRIVS = 38
+# Inside the namespaces (paths one a line): make each read-only path read-only; make each reach
+# path reachable (stash it, cover its closed ancestor with an open tmpfs, bind it back); cover
+# each hidden path; bring loopback up; run the command.
 _PRELUDE = """
+IFS='
+'
 for p in $BW_READ_ONLY; do mount --bind "$p" "$p" && mount -o remount,bind,ro "$p" || exit 97; done
-unset BW_READ_ONLY
+i=0
+for r in $BW_REACH; do
+  i=$((i+1)); mkdir -p "$BW_STASH/$i" && mount --rbind "${r#*:}" "$BW_STASH/$i" || exit 96
+done
+for r in $BW_REACH; do
+  mountpoint -q "${r%%:*}" && [ "$(stat -c %T -f "${r%%:*}")" = tmpfs ] && continue
+  mount -t tmpfs -o mode=0755 bw-reach "${r%%:*}" || exit 96
+done
+i=0
+for r in $BW_REACH; do
+  i=$((i+1)); mkdir -p "${r#*:}" && mount --rbind "$BW_STASH/$i" "${r#*:}" || exit 96
+done
+for p in $BW_HIDE; do
+  if [ -d "$p" ]; then mount -t tmpfs -o mode=0700,size=4k bw-hidden "$p" || exit 95
+  elif [ -e "$p" ]; then mount --bind /dev/null "$p" || exit 95; fi
+done
+unset BW_READ_ONLY BW_REACH BW_HIDE BW_STASH IFS
 ip link set lo up 2>/dev/null
 exec "$@"
 """
@@ -176,24 +202,78 @@ def _user_task_count(uid: int) -> int:
     return count
 
 
-def _setpriv(run_as: RunAs) -> list[str]:
-    return [
-        "setpriv", f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups",
-        "--no-new-privs", f"--inh-caps={_KEPT_CAPS}", f"--ambient-caps={_KEPT_CAPS}",
-        f"--bounding-set={_KEPT_CAPS}", "--",
-    ]  # fmt: skip
+def _drop_privileges(run_as: RunAs | None, user_namespace: bool) -> list[str]:
+    """The `setpriv` prefix that empties every capability set (and drops to `run_as`); empty
+    for an unprivileged daemon outside a namespace, which holds no capability to drop."""
+    if os.geteuid() != 0 and not user_namespace:
+        return []
+    if shutil.which("setpriv") is None:
+        raise ToolFailed("setpriv (util-linux) is needed to drop the test run's capabilities")
+    user = [f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups"] if run_as else []
+    return ["setpriv", *user, *_NO_CAPS, "--"]
 
 
 def _apply_limits(limits: dict[str, int]) -> Callable[[], None]:
     pairs = [(getattr(resource, name), value) for name, value in limits.items()]
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def preexec() -> None:  # runs in the child between fork and exec: keep it to syscalls
         for which, value in pairs:
             soft, hard = resource.getrlimit(which)
             cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(which, (cap, cap))
+        # From here on no exec can gain a privilege (setuid bits, file capabilities).
+        if prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            os._exit(94)
 
     return preexec
+
+
+@dataclass
+class Visibility:
+    """What the command may see of this machine, applied inside the mount namespace."""
+
+    hide: list[Path] = field(default_factory=list)
+    reach: list[tuple[Path, Path]] = field(default_factory=list)  # (closed ancestor, path)
+
+
+def unreachable_ancestor(path: Path, run_as: RunAs | None) -> Path | None:
+    """The topmost folder above `path` that `run_as` cannot search (None: it can reach it)."""
+    if run_as is None:
+        return None
+    for folder in reversed(Path(os.path.realpath(path)).parents):
+        if folder == folder.parent:
+            continue
+        try:
+            info = folder.stat()
+        except OSError:
+            return folder
+        if info.st_uid == run_as.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == run_as.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return folder
+    return None
+
+
+def readable_by(path: Path, run_as: RunAs | None) -> bool:
+    """Whether the user the tests run as could read `path` (its folders searched, its bits)."""
+    if run_as is None:
+        return os.access(path, os.R_OK)
+    if unreachable_ancestor(path, run_as) is not None:
+        return False
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    if info.st_uid == run_as.uid:
+        return bool(info.st_mode & stat.S_IRUSR)
+    if info.st_gid == run_as.gid:
+        return bool(info.st_mode & stat.S_IRGRP)
+    return bool(info.st_mode & stat.S_IROTH)
 
 
 async def run_sandboxed(
@@ -207,12 +287,23 @@ async def run_sandboxed(
     isolate: bool,
     read_only: list[Path],
     run_as: RunAs | None = None,
+    visibility: Visibility | None = None,
+    stash: Path | None = None,
 ) -> ProcessResult:
-    """Run `argv` (as `run_as` when given); never raises for the command's own failure (see
-    `exit_code`/`timed_out`)."""
-    command = [*_setpriv(run_as), *argv] if run_as is not None else list(argv)
+    """Run `argv` (as `run_as` when given) with no capability; never raises for the command's
+    own failure (see `exit_code`/`timed_out`). `visibility` needs `isolate` and a `stash`
+    folder (for the reach mounts)."""
+    user_namespace = isolate and run_as is None and os.geteuid() != 0
+    command = [*_drop_privileges(run_as, user_namespace), *argv]
     if isolate:
-        env = {**env, "BW_READ_ONLY": " ".join(str(p) for p in read_only)}
+        seen = visibility or Visibility()
+        env = {
+            **env,
+            "BW_READ_ONLY": "\n".join(str(p) for p in read_only),
+            "BW_REACH": "\n".join(f"{a}:{p}" for a, p in seen.reach),
+            "BW_HIDE": "\n".join(str(p) for p in seen.hide),
+            "BW_STASH": str(stash or "/nonexistent"),
+        }
         # The mounts need root (real, or of a user namespace); the drop comes after them.
         unshare = _unshare(user_namespace=run_as is None)
         command = [*unshare, "--", "/bin/sh", "-c", _PRELUDE, "sh", *command]

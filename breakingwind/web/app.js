@@ -373,13 +373,26 @@ class TaskView {
   }
 
   on_token(event) {
-    const pre = this.streamFor(event.agent);
+    const pre = this.labelledStream(event.agent);
+    pre.append(event.text);
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  // A model starts reading its prompt: with a big prompt, the wait before its first token.
+  on_prefill(event) {
+    const pre = this.labelledStream(event.agent);
+    const newline = pre.textContent && !pre.textContent.endsWith("\n") ? "\n" : "";
+    pre.append(el("span", { class: "marker" }, `${newline}(reading ${event.prompt_tokens.toLocaleString("en")} tokens…)\n`));
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  labelledStream(agent) {
+    const pre = this.streamFor(agent);
     if (pre.dataset.label !== this.currentLabel) {
       pre.dataset.label = this.currentLabel;
       pre.append(el("span", { class: "marker" }, `${pre.childNodes.length ? "\n" : ""}── ${this.currentLabel} ──\n`));
     }
-    pre.append(event.text);
-    pre.scrollTop = pre.scrollHeight;
+    return pre;
   }
 
   streamFor(agent) {
@@ -702,16 +715,40 @@ function enterNew() {
 
 // --- Chat ---------------------------------------------------------------------------------------
 
-const chat = { messages: [], controller: null };
+const chat = { messages: [], controller: null, models: {} };
+// Chat starts with the coder's model: talking to the pipeline starts a coding task, so it is
+// chosen on purpose, and the note says which folder that task works on.
+const CHAT_DEFAULT_AGENT = "coder";
 
 async function enterChat() {
   const select = $("chat-model");
   if (select.options.length) return;
   try {
     const { data } = await (await api("/v1/models")).json();
+    chat.models = Object.fromEntries(data.map((model) => [model.id, model]));
     select.replaceChildren(...data.map((model) => el("option", { value: model.id }, model.id)));
+    const coder = data.find((model) => model.agent === CHAT_DEFAULT_AGENT);
+    if (coder) select.value = coder.id;
+    showChatNote();
   } catch (error) {
     showBanner(`Models: ${error.message}`);
+  }
+}
+
+function showChatNote() {
+  const model = chat.models[$("chat-model").value];
+  const note = $("chat-note");
+  note.classList.toggle("warn", Boolean(model && !model.agent));
+  if (!model) {
+    note.textContent = "";
+  } else if (model.agent) {
+    note.textContent = `A conversation with the ${model.agent}'s model; it reads and changes no file.`;
+  } else {
+    note.replaceChildren(
+      "Each message starts a coding task (preprocess, plan, code, review) on ",
+      el("code", {}, model.project),
+      ": it works on a copy and changes the folder only when you apply its diff.",
+    );
   }
 }
 
@@ -774,6 +811,7 @@ function setupChat() {
       sendChat();
     }
   });
+  $("chat-model").addEventListener("change", showChatNote);
   $("chat-stop").addEventListener("click", () => chat.controller?.abort());
   $("chat-clear").addEventListener("click", () => {
     chat.controller?.abort();

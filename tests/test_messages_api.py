@@ -4,6 +4,7 @@ what the SDK will not send): the embedded model answers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from breakingwind.api.app import create_app
 from breakingwind.engine import Engine
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, another_app_settings
 
 WEATHER = {
     "name": "get_weather",
@@ -199,8 +200,8 @@ def test_query_string_of_claude_code_is_accepted(api_server: LiveServer) -> None
     assert response.json()["type"] == "message"
 
 
-def test_x_api_key_and_bearer_both_authenticate(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_x_api_key_and_bearer_both_authenticate(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.server.api_key = "s3cret"
     with LiveServer(create_app(settings, engine)) as live:
         good = anthropic.Anthropic(base_url=live.url, api_key="s3cret", max_retries=0)

@@ -14,7 +14,7 @@ import pytest
 
 from breakingwind.api.app import create_app
 from breakingwind.engine import Engine
-from tests.conftest import TEST_N_CTX, LiveServer, make_settings
+from tests.conftest import TEST_N_CTX, LiveServer, another_app_settings, make_settings
 
 WEATHER_TOOL = {
     "type": "function",
@@ -101,9 +101,9 @@ def test_models_list_has_the_pipeline_and_every_agent(client: openai.OpenAI) -> 
 
 
 @pytest.fixture(scope="module")
-def strict_names(engine: Engine) -> Iterator[LiveServer]:
+def strict_names(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server that refuses model names it does not know (`[model_names] default = ""`)."""
-    settings = engine.settings.model_copy(deep=True)
+    settings = another_app_settings(engine, tmp_path_factory.mktemp("strict"))
     settings.model_names.default = None
     with LiveServer(create_app(settings, engine)) as live:
         yield live
@@ -124,8 +124,8 @@ def test_unknown_model_names_reach_the_default_agent(client: openai.OpenAI) -> N
     assert reply.model == "gpt-5-codex" and reply.choices[0].message.content
 
 
-def test_model_aliases_map_names_by_pattern(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_model_aliases_map_names_by_pattern(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.model_names.aliases = {"claude-*haiku*": "preprocessor", "bw-pipe": "breakingwind"}
     with LiveServer(create_app(settings, engine)) as live:
         listed = {m["id"]: m for m in httpx.get(f"{live.url}/v1/models").json()["data"]}
@@ -569,8 +569,8 @@ def test_local_origin_is_allowed(server: LiveServer) -> None:
     assert response.status_code == 200
 
 
-def test_configured_cors_origin_gets_cors_headers(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_configured_cors_origin_gets_cors_headers(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.server.cors_origins = ["https://app.example"]
     with LiveServer(create_app(settings, engine)) as live:
         preflight = httpx.options(
@@ -587,8 +587,8 @@ def test_configured_cors_origin_gets_cors_headers(engine: Engine) -> None:
     assert other.status_code == 403
 
 
-def test_api_key_is_required_when_configured(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_api_key_is_required_when_configured(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.server.api_key = "s3cret"
     with LiveServer(create_app(settings, engine)) as live:
         missing = httpx.get(f"{live.url}/v1/models")

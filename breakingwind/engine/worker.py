@@ -441,7 +441,8 @@ class ModelWorker:
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         """The sampler chain of one request, in llama.cpp's order: biases, grammar, penalties
-        (over the generated tokens), then greedy, or top-k, top-p, min-p, temperature, dist."""
+        (over the generated tokens; not under a grammar from the first token), then greedy, or
+        top-k, top-p, min-p, temperature, dist."""
         sampler = LlamaSampler()
         n_vocab = self._llm.n_vocab()
         bias = dict(sampling.logit_bias)
@@ -462,7 +463,11 @@ class ModelWorker:
             or sampling.frequency_penalty != 0.0
             or sampling.presence_penalty != 0.0
         )
-        if penalised and sampling.repeat_last_n != 0:
+        # Output a grammar shapes from the first token (JSON) must repeat its quotes, braces and
+        # keys; penalising them walks the model into legal but endless whitespace. A lazy
+        # grammar (tool calls offered) leaves the text before a call to the penalties.
+        constrained = sampling.grammar is not None and not sampling.grammar_triggers
+        if penalised and not constrained and sampling.repeat_last_n != 0:
             last_n = sampling.repeat_last_n if sampling.repeat_last_n > 0 else self._llm.n_ctx()
             sampler.add_penalties(
                 n_vocab,

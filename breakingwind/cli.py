@@ -669,6 +669,13 @@ def cancel(ctx: click.Context, task_id: str, url: str | None) -> None:
 
 
 @main.command("eval")
+@click.option(
+    "--tasks",
+    "tasks_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="A folder of tasks in the evals/ format (default: the bundled evals/).",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Run only the first N tasks.")
 @click.option(
     "--cycles",
@@ -676,18 +683,61 @@ def cancel(ctx: click.Context, task_id: str, url: str | None) -> None:
     default=None,
     help="Coder/reviewer cycles per plan (default: pipeline.max_review_cycles).",
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 16),
+    default=1,
+    help="Tasks run at once (they share each model's batched decode; seconds per task grow).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document (progress goes to stderr)."
+)
 @click.pass_context
-def eval_command(ctx: click.Context, limit: int | None, cycles: int | None) -> None:
-    """Run the coding tasks of evals/ through the pipeline; a hidden test decides each one."""
+def eval_command(
+    ctx: click.Context,
+    tasks_dir: Path | None,
+    limit: int | None,
+    cycles: int | None,
+    parallel: int,
+    as_json: bool,
+) -> None:
+    """Run coding tasks through the pipeline; a hidden test decides each one."""
     import asyncio
+    import json
 
-    from breakingwind.measure.evals import load_eval_tasks, run_evals
+    from breakingwind.measure.evals import (
+        EVALS_DIR,
+        EvalProgress,
+        load_eval_tasks,
+        machine,
+        run_evals,
+        summarize,
+        summary_line,
+        table,
+    )
     from breakingwind.tasks import WorkflowOptions
 
     settings = _settings(ctx)
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    tasks = load_eval_tasks()[:limit]
-    asyncio.run(run_evals(settings, tasks, WorkflowOptions(max_review_cycles=cycles), click.echo))
+    try:
+        tasks = load_eval_tasks(tasks_dir or EVALS_DIR)[:limit]
+    except BreakingWindError as exc:
+        _fail(exc)
+    stream = sys.stderr if as_json else sys.stdout
+    options = WorkflowOptions(max_review_cycles=cycles)
+    progress = EvalProgress(stream, live=stream.isatty() and parallel == 1)
+    records = asyncio.run(run_evals(settings, tasks, options, progress, parallel))
+    summary = summarize(records)
+    if as_json:
+        document = {
+            "tasks": [record.model_dump() for record in records],
+            "summary": summary.model_dump(),
+            "machine": {**machine(), "parallel": parallel},
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(table(records))
+        click.echo(summary_line(summary))
 
 
 @main.group()

@@ -132,6 +132,19 @@ class ServerSettings(_Section):
         le=3600,
         description="On SIGTERM/SIGINT, how long in-flight requests may run before they are cut.",
     )
+    mcp_session_idle_s: float = Field(
+        900.0,
+        gt=0,
+        le=86400,
+        description="An MCP session with no request in flight for this long is closed (its id"
+        " then answers 404 and the client initializes again).",
+    )
+    mcp_max_sessions: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most open MCP sessions; past it, initialize gets 503 until one expires.",
+    )
 
     @property
     def url(self) -> str:
@@ -168,6 +181,11 @@ class ProjectSettings(_Section):
 
 class PipelineSettings(_Section):
     max_review_cycles: int = Field(3, ge=1, le=20, description="Coder/reviewer cycles per plan.")
+    cancel_chat_on_disconnect: bool = Field(
+        True,
+        description="Cancel the task behind a `breakingwind` chat completion when its client"
+        " hangs up (false: the task runs on and stays on /api/tasks).",
+    )
     stage_timeout_s: float = Field(300.0, gt=0, description="Time limit of one pipeline stage.")
     planner_max_tool_calls: int = Field(
         6, ge=0, le=50, description="Read-only tool calls the planner may make per plan."
@@ -175,11 +193,47 @@ class PipelineSettings(_Section):
     coder_max_tool_calls: int = Field(
         4, ge=0, le=50, description="read_file calls the coder may make per iteration."
     )
+    repetition_guard: bool = Field(
+        True, description="Stop an agent's generation when it starts looping (fed back as error)."
+    )
     keep_workspaces: bool = Field(
         False,
         description="Keep each finished task's workspace under data_dir/workspaces to inspect it"
         " (by default it is removed, git worktree included, when the task ends; the diff stays"
         " in the task for apply).",
+    )
+
+
+class GrammarLimits(_Section):
+    """Bounds on a client's JSON schema (response_format, tool parameters) and on the grammar
+    built from it. llama.cpp's grammar parser recurses once per nested repetition and overflows
+    the stack (a crash, not an error) on a schema such as maxLength 100000, and huge enums or
+    lengths take seconds to minutes to build: a schema over any bound is refused with a 400
+    naming the bound, before anything is built."""
+
+    max_repeat: int = Field(
+        500,
+        ge=1,
+        le=1000,  # llama.cpp refuses grammars nested deeper than ~1000 and crashes past ~10000
+        description="Largest minLength/maxLength/minItems/maxItems, and largest count in a"
+        " pattern's {n,m}.",
+    )
+    max_pattern_expansion: int = Field(
+        4096, ge=1, description="Most characters a `pattern` expands to (nested counts multiply)."
+    )
+    max_pattern_chars: int = Field(1000, ge=1, description="Longest `pattern` regex accepted.")
+    max_enum: int = Field(512, ge=1, description="Most values in one `enum`.")
+    max_properties: int = Field(256, ge=1, description="Most properties in one object schema.")
+    max_depth: int = Field(32, ge=1, le=200, description="Deepest nesting of schema objects.")
+    max_nodes: int = Field(4096, ge=1, description="Most schema objects in one schema.")
+    max_grammar_bytes: int = Field(
+        512 * 1024, ge=1024, description="Largest grammar text handed to llama.cpp."
+    )
+    max_grammar_nesting: int = Field(
+        1024,
+        ge=8,
+        le=2000,  # the parser's recursion crashes the process somewhere past ~10000
+        description="Deepest parenthesis nesting in a grammar handed to llama.cpp.",
     )
 
 
@@ -198,6 +252,25 @@ class EngineSettings(_Section):
         description="Requests one model generates at the same time, sharing each decode"
         " (continuous batching); they share the model's n_ctx KV cells. Per agent: n_parallel.",
     )
+    repetition_guard: bool = Field(
+        False,
+        description="Stop /v1 generations whose output starts looping (the same n-gram over and"
+        " over). Pipeline agents follow pipeline.repetition_guard.",
+    )
+    max_tokens_limit: int = Field(
+        8192,
+        ge=1,
+        description="Most tokens one request may generate: a larger max_tokens is cut to this"
+        " (the answer ends with finish_reason 'length'), so no client holds a model for long.",
+    )
+    queue_wait_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="How long an API request waits for a free slot and KV room before it gets"
+        " 503 with Retry-After (pipeline stages wait within their stage time limit instead).",
+    )
+    grammar: GrammarLimits = Field(default_factory=GrammarLimits)
 
 
 PIPELINE_MODEL = "breakingwind"  # the model id of the whole pipeline
@@ -246,8 +319,9 @@ class DownloadSettings(_Section):
 
 
 Backend = Literal["local", "openai"]
+FlashAttention = Literal["auto"] | bool
 # Keys that only mean something for one kind of backend; setting one for the other is an error.
-LOCAL_ONLY_KEYS = ("n_gpu_layers", "n_batch", "chat_format", "threads")
+LOCAL_ONLY_KEYS = ("n_gpu_layers", "n_batch", "chat_format", "threads", "flash_attn")
 CREDENTIALS_IN_URL = "url_with_credentials"
 REMOTE_ONLY_KEYS = (
     "base_url",
@@ -309,6 +383,13 @@ class AgentSettings(_Section):
     )
     max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
+    flash_attn: FlashAttention = Field(
+        "auto",
+        description="Flash attention: 'auto' turns it on where the GPU backend has it (CUDA,"
+        " Metal: faster prefill and decode at long contexts, a smaller compute buffer) and off"
+        " on the CPU backend; true or false force it. Agents sharing a model file get the"
+        " first one's.",
+    )
     base_url: str | None = Field(
         None,
         description="openai: the server's API root, e.g. http://gpu-box:8000/v1 (no credentials"

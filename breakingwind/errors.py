@@ -22,10 +22,13 @@
      │    ├── QueueFull            the model's request queue is at its bound (retry later)
      │    ├── ContextOverflow      the prompt does not fit the model's context window
      │    ├── TemplateError        the chat template could not render the messages
+     │    ├── EmptyPrompt          the request renders to no tokens at all (400)
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
+     │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
      │    ├── SamplingError        a sampling option the model cannot take (logit_bias token id)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
+     │    ├── TokenBudgetExhausted   a pipeline stage has generated all the tokens it may
      │    └── BackendError         a remote serving engine (backend = "openai") failed a request
      │         ├── BackendUnavailable  unreachable, connection lost, or busy (429/5xx) after retries
      │         ├── BackendTimeout      no connection or no bytes within the configured timeout
@@ -192,6 +195,10 @@ class TemplateError(EngineError):
     """The model's chat template refused the messages (e.g. roles out of order)."""
 
 
+class EmptyPrompt(EngineError):
+    """The prompt (after the chat template) has no tokens: there is nothing to continue."""
+
+
 class GrammarError(EngineError):
     """A JSON schema could not be turned into a sampling grammar."""
 
@@ -200,6 +207,15 @@ class SamplingError(EngineError):
     """A sampling option does not fit the model (a logit_bias token outside its vocabulary)."""
 
     def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class GrammarLimitExceeded(GrammarError):
+    """A schema or grammar is over one of the `engine.grammar` bounds; `limit` names it."""
+
+    def __init__(self, message: str, limit: str, param: str | None = None) -> None:
+        self.limit = limit
         self.param = param
         super().__init__(message)
 
@@ -214,6 +230,10 @@ class StructuredOutputError(EngineError):
     def __init__(self, message: str, raw_output: str) -> None:
         self.raw_output = raw_output
         super().__init__(message)
+
+
+class TokenBudgetExhausted(EngineError):
+    """A pipeline stage has generated as many tokens as its budget allows."""
 
 
 class BackendError(EngineError):

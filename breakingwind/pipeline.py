@@ -15,17 +15,19 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from contextvars import Token
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.coder import write_code
-from breakingwind.agents.planner import make_plan
+from breakingwind.agents.coder import coder_budget, write_code
+from breakingwind.agents.planner import fallback_plan, make_plan, planner_budget, project_paths
 from breakingwind.agents.preprocessor import preprocess
-from breakingwind.agents.reviewer import review_changes
+from breakingwind.agents.reviewer import REVIEW_BUDGET, review_changes
 from breakingwind.config import Settings
 from breakingwind.diffs import apply_file_changes
 from breakingwind.engine import Engine
+from breakingwind.engine.budget import TokenBudget, token_budget
 from breakingwind.engine.engine import prompt_observer
 from breakingwind.errors import (
     BreakingWindError,
@@ -38,6 +40,7 @@ from breakingwind.errors import (
     StructuredOutputError,
     TaskConflict,
     TaskNotFound,
+    TokenBudgetExhausted,
     ToolError,
     WorkspaceError,
 )
@@ -74,6 +77,10 @@ current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 TOKEN_FLUSH_S = 0.25
 TOKEN_FLUSH_CHARS = 2000
+# The agents get this share of a stage's time limit; the rest is left for what follows them
+# (a fallback plan, applying the diff, recording the review), so a slow model degrades the
+# stage instead of failing the task.
+AGENT_TIME_SHARE = 0.85
 
 
 class Pipeline:
@@ -93,6 +100,7 @@ class Pipeline:
         self.test_observers: list[Callable[[float], None]] = []  # seconds of each test run
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancelling: set[str] = set()
+        self._applying: set[str] = set()
         self._workspaces: dict[str, Workspace] = {}
         self._stages: dict[str, Callable[[TaskState], Awaitable[None]]] = {
             "preprocess": self._preprocess,
@@ -157,6 +165,14 @@ class Pipeline:
             await asyncio.gather(task, return_exceptions=True)
         return self.store.get(task_id)
 
+    def cancel_soon(self, task_id: str) -> None:
+        """Start cancelling a running task without waiting for it (its client hung up); the
+        task records `cancelled` as `cancel` does. A task that is not running is left alone."""
+        task = self._running.get(task_id)
+        if task is not None and not task.done():
+            self._cancelling.add(task_id)
+            task.cancel()
+
     async def apply(self, task_id: str) -> TaskState:
         """Apply a completed task's diff to the project, if the project did not change since."""
         state = self.store.get(task_id)
@@ -164,7 +180,13 @@ class Pipeline:
             raise TaskConflict(f"task {task_id} is {state.current_stage}, not complete")
         if state.final_output.applied_to_project:
             raise TaskConflict(f"task {task_id}'s diff was already applied")
-        return await self._apply_final(state)
+        if task_id in self._applying:  # a second apply while the first is still writing
+            raise TaskConflict(f"task {task_id}'s diff is being applied")
+        self._applying.add(task_id)
+        try:
+            return await self._apply_final(state)
+        finally:
+            self._applying.discard(task_id)
 
     async def wait(self, task_id: str) -> TaskState:
         task = self._running.get(task_id)
@@ -234,10 +256,14 @@ class Pipeline:
 
     async def _preprocess(self, state: TaskState) -> None:
         self._started(state, "preprocess")
-        with TokenEvents(self.store, state.task_id, "preprocessor") as tokens:
+        with (
+            TokenEvents(self.store, state.task_id, "preprocessor") as tokens,
+            self._token_budget(state, self.settings.preprocessor.max_tokens) as budget,
+        ):
             result = await preprocess(
                 self.engine, PreprocessorInput(state.user_input, [], []), on_delta=tokens.add
             )
+        self._stage_finished(state, "preprocess", budget, passthrough=result.passthrough)
         self.store.commit(
             state.model_copy(update={"preprocessed_text": result.text, "current_stage": "plan"})
         )
@@ -248,16 +274,29 @@ class Pipeline:
             await asyncio.to_thread(workspace.reset)  # a new plan starts from the snapshot
         self._started(state, "plan")
         history = self._failure_history(state) if state.escalations else []
-        with TokenEvents(self.store, state.task_id, "planner") as tokens:
-            plan = await make_plan(
-                self.engine,
-                self._registry(workspace.path),
-                self._task_text(state),
-                history,
-                self.settings.pipeline.planner_max_tool_calls,
-                self._tool_call_event(state, "planner"),
-                tokens.add,
-            )
+        registry = self._registry(workspace.path)
+        calls = self.settings.pipeline.planner_max_tool_calls
+        fallback = None
+        with (
+            TokenEvents(self.store, state.task_id, "planner") as tokens,
+            self._token_budget(state, planner_budget(calls)) as budget,
+        ):
+            try:
+                async with asyncio.timeout_at(budget.deadline):
+                    plan = await make_plan(
+                        self.engine,
+                        registry,
+                        self._task_text(state),
+                        history,
+                        calls,
+                        self._tool_call_event(state, "planner"),
+                        tokens.add,
+                    )
+            except (StructuredOutputError, TokenBudgetExhausted, TimeoutError) as exc:
+                fallback = str(exc)[:400] or "the planner ran out of time"
+                paths = await asyncio.to_thread(project_paths, registry)
+                plan = fallback_plan(self._task_text(state), paths, fallback)
+        self._stage_finished(state, "plan", budget, fallback=fallback)
         self.store.commit(
             state.model_copy(
                 update={
@@ -278,22 +317,35 @@ class Pipeline:
         registry = self._registry(workspace.path)
         output: CoderOutput | None = None
         error: str | None = None
-        with TokenEvents(self.store, state.task_id, "coder") as tokens:
+        calls = self.settings.pipeline.coder_max_tool_calls
+        with (
+            TokenEvents(self.store, state.task_id, "coder") as tokens,
+            self._token_budget(state, coder_budget(calls)) as budget,
+        ):
             try:
-                output = await write_code(
-                    self.engine,
-                    registry,
-                    self._task_text(state),
-                    state.plan.model_dump_json(indent=1),
-                    state.plan.codebase_context.relevant_files,
-                    self._feedback(state),
-                    len(state.code_iterations) + 1,
-                    self.settings.pipeline.coder_max_tool_calls,
-                    self._tool_call_event(state, "coder"),
-                    tokens.add,
+                async with asyncio.timeout_at(budget.deadline):
+                    output = await write_code(
+                        self.engine,
+                        registry,
+                        self._task_text(state),
+                        state.plan.model_dump_json(indent=1),
+                        state.plan.codebase_context.relevant_files,
+                        self._feedback(state),
+                        len(state.code_iterations) + 1,
+                        calls,
+                        self._tool_call_event(state, "coder"),
+                        tokens.add,
+                    )
+            except (TimeoutError, TokenBudgetExhausted) as exc:
+                # Out of time or tokens is not a wrong answer: the unchanged workspace still
+                # gets its test run and review, whose findings feed the next iteration.
+                reason = str(exc) or "the coder ran out of time"
+                output = CoderOutput(
+                    iteration=len(state.code_iterations) + 1, status="blocked", notes=[reason]
                 )
             except StructuredOutputError as exc:
                 error = f"your reply was not valid JSON for the required schema: {exc}"
+        self._stage_finished(state, "code", budget)
         applied = ""
         if output is not None:
             changes = [(change.path, change.diff) for change in output.files_modified]
@@ -313,12 +365,16 @@ class Pipeline:
             diff=applied,
             error=error,
         )
+        edits = output.edits if output is not None else 0
         event = {
             "iteration": len(state.code_iterations) + 1,
             "applied": error is None,
             "files": files if error is None else [],
             "diff": applied,
             "error": error,
+            "edits": edits,
+            "edits_applied": edits if error is None else 0,
+            "notes": output.notes if output is not None else [],
         }
         state = state.model_copy(update={"code_iterations": [*state.code_iterations, iteration]})
         if error is None:
@@ -336,22 +392,27 @@ class Pipeline:
         self.store.add_event(state.task_id, "test_results", tests.model_dump(mode="json"))
         diff = await asyncio.to_thread(workspace.diff)
         assert state.plan is not None
-        with TokenEvents(self.store, state.task_id, "reviewer") as tokens:
+        with (
+            TokenEvents(self.store, state.task_id, "reviewer") as tokens,
+            self._token_budget(state, REVIEW_BUDGET) as budget,
+        ):
             try:
-                draft = await review_changes(
-                    self.engine,
-                    self._task_text(state),
-                    state.plan.model_dump_json(indent=1),
-                    diff,
-                    _tests_report(tests),
-                    tokens.add,
-                )
-            except StructuredOutputError as exc:
+                async with asyncio.timeout_at(budget.deadline):
+                    draft = await review_changes(
+                        self.engine,
+                        self._task_text(state),
+                        state.plan.model_dump_json(indent=1),
+                        diff,
+                        _tests_report(tests),
+                        tokens.add,
+                    )
+            except (StructuredOutputError, TokenBudgetExhausted, TimeoutError) as exc:
                 draft = ReviewDraft(
                     review_status="changes_requested",
                     issues_found=[f"the review could not be read: {exc}"],
                 )
-        review = _checked_review(draft, tests)
+        self._stage_finished(state, "review", budget)
+        review = _checked_review(draft, tests, changed=bool(diff.strip()))
         state = state.model_copy(
             update={
                 "review_results": [*state.review_results, review],
@@ -453,6 +514,30 @@ class Pipeline:
                 "stage": stage,
                 "cycle": state.cycle + (1 if stage in ("code", "review") else 0),
                 "escalation": state.escalations,
+            },
+        )
+
+    def _token_budget(self, state: TaskState, limit: int) -> AbstractContextManager[TokenBudget]:
+        """The token budget of one stage run (engine/budget.py): the configured repetition guard,
+        and the agents' share of the stage's time limit."""
+        seconds = state.options.stage_timeout_s or self.settings.pipeline.stage_timeout_s
+        return token_budget(
+            limit, self.settings.pipeline.repetition_guard, seconds * AGENT_TIME_SHARE
+        )
+
+    def _stage_finished(
+        self, state: TaskState, stage: str, budget: TokenBudget, **extra: Any
+    ) -> None:
+        """Record what a stage run generated against its budget (and any notes on it)."""
+        self.store.add_event(
+            state.task_id,
+            "stage_finished",
+            {
+                "stage": stage,
+                "tokens": budget.used,
+                "budget": budget.limit,
+                "seconds": round(time.monotonic() - budget.opened_at, 3),
+                **{key: value for key, value in extra.items() if value is not None},
             },
         )
 
@@ -650,11 +735,15 @@ class TokenEvents:
         self.flush()
 
 
-def _checked_review(draft: ReviewDraft, tests: TestSummary) -> Review:
-    """The review with the real test counts; approval needs green tests, whatever the model says."""
+def _checked_review(draft: ReviewDraft, tests: TestSummary, changed: bool) -> Review:
+    """The review with the real test counts; approval needs green tests and a change, whatever
+    the model says (a task asks for a change: an unchanged workspace solves nothing)."""
     overridden = None
     status = draft.review_status
-    if status == "approved" and not tests.green:
+    if status == "approved" and not changed:
+        status = "changes_requested"
+        overridden = "approval withdrawn: the workspace has no change"
+    elif status == "approved" and not tests.green:
         status = "changes_requested"
         overridden = f"approval withdrawn: {tests.failed} failed, {tests.errors} errors" + (
             ", timed out" if tests.timed_out else ""

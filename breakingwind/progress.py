@@ -56,6 +56,11 @@ def progress_line(event: Event) -> str:
             + "".join(f"\n  - {issue}" for issue in data.get("issues_found", []))
             + "\n"
         ),
+        "stage_finished": lambda: "".join(
+            f"\n  ({data['stage']}: {data[key]})\n"
+            for key in ("passthrough", "fallback")
+            if data.get(key)
+        ),
         "escalated": lambda: f"\nEscalated to the planner: {data['reason']}\n",
         "resumed": lambda: f"\nResumed at {data['stage']} after a restart.\n",
     }

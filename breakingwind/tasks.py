@@ -45,16 +45,33 @@ class FileChange(BaseModel):
     reasoning: str
 
 
-class CoderDraft(BaseModel):
-    """What the model writes; the pipeline adds the iteration number."""
+class FileChangeDraft(FileChange):
+    """A FileChange as a remote model writes it, bounded for the job."""
 
-    files_modified: list[FileChange] = Field(min_length=1, max_length=10)
+    path: str = Field(min_length=1, max_length=240, description="Project-relative path.")
+    diff: str = Field(min_length=1, max_length=60_000, description="A unified diff of this file.")
+    reasoning: str = Field(max_length=400)
+
+
+class CoderDraft(BaseModel):
+    """What a remote model writes (JSON); the pipeline adds the iteration number."""
+
+    files_modified: list[FileChangeDraft] = Field(min_length=1, max_length=10)
     tests_created: list[str] = Field(default_factory=list, max_length=10)
     status: Literal["complete", "partial", "blocked"]
 
 
-class CoderOutput(CoderDraft):
+class CoderOutput(BaseModel):
+    """One coder iteration: a diff per file changed (none when the edits changed nothing)."""
+
     iteration: int
+    files_modified: list[FileChange] = Field(default_factory=list, max_length=10)
+    tests_created: list[str] = Field(default_factory=list, max_length=10)
+    status: Literal["complete", "partial", "blocked"]
+    edits: int = Field(0, ge=0, description="Edits the coder made (a file may have several).")
+    notes: list[str] = Field(
+        default_factory=list, description="What the edit steps corrected or cut short."
+    )
 
 
 # --- the reviewer's output ---------------------------------------------------------------
@@ -91,6 +108,7 @@ TERMINAL: frozenset[str] = frozenset({"complete", "failed", "cancelled"})
 EventType = Literal[
     "task_created",
     "stage_started",
+    "stage_finished",
     "prefill",
     "token",
     "tool_call",

@@ -44,6 +44,7 @@ from random_gguf import SHAPES, file_name
 from breakingwind.config import Settings, load_settings
 from breakingwind.engine import Engine, GenerationRequest, compiled_backend
 from breakingwind.engine.gguf_file import read_gguf_header
+from breakingwind.engine.types import PreparedRequest, SamplingParams
 from breakingwind.measure.throughput import (
     BENCH_MESSAGES,
     Run,
@@ -52,11 +53,12 @@ from breakingwind.measure.throughput import (
     gpu_memory_used,
     machine_description,
     median_run,
+    server_completion_tokens,
 )
-from breakingwind.engine.worker import SamplingParams
 
 CONCURRENCY_AGENT = "planner"
 STREAMS = (1, 2, 4, 8)
+AGENT_TEMPERATURE = 0.2  # config.toml's default (with top_p 0.95)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,16 @@ def bytes_read_per_token(path: Path) -> int:
     return int(total)
 
 
-def bench_settings(models: dict[str, Path], n_ctx: int, slots: int) -> Settings:
+def bench_settings(
+    models: dict[str, Path], n_ctx: int, slots: int, flash_attn: str = "auto"
+) -> Settings:
     environ = {"BREAKINGWIND_ENGINE__PARALLEL": str(slots)}  # continuous batching slots
     for agent, path in models.items():
         prefix = f"BREAKINGWIND_{agent.upper()}__"
         environ[f"{prefix}MODEL"] = str(path.resolve())
         environ[f"{prefix}N_CTX"] = str(n_ctx)
         environ[f"{prefix}N_GPU_LAYERS"] = "-1"
+        environ[f"{prefix}FLASH_ATTN"] = flash_attn  # "auto", "on" or "off"
     return load_settings(environ=environ)
 
 
@@ -124,22 +129,35 @@ async def decode_pair(engine: Engine, agent: str, tokens: int, repeats: int) -> 
     return median_run(bare), median_run(streamed)
 
 
-async def concurrent_streams(engine: Engine, agent: str, n: int, tokens: int) -> dict[str, Any]:
-    """`n` streams started together on one model; aggregate tok/s over the wall time."""
+async def concurrent_streams(
+    engine: Engine, agent: str, n: int, tokens: int, temperature: float = 0.0
+) -> dict[str, Any]:
+    """`n` streams started together on one model; aggregate tok/s over the wall time, and where
+    the batched steps' time went (`StepProfile`, per step)."""
     request = GenerationRequest(
-        messages=BENCH_MESSAGES, max_tokens=tokens, temperature=0, ignore_eos=True
+        messages=BENCH_MESSAGES, max_tokens=tokens, temperature=temperature, ignore_eos=True
     )
+    worker = engine.worker(agent)
+    before = worker.step_profile
     started = time.perf_counter()
     streams = await asyncio.gather(*(engine.stream(agent, request) for _ in range(n)))
     results = await asyncio.gather(*(stream.collect() for stream in streams))
     elapsed = time.perf_counter() - started
+    profile = worker.step_profile.since(before)
     generated = sum(result.usage.completion_tokens for result in results)
     return {
         "streams": n,
+        "temperature": temperature,
         "tokens": generated,
         "seconds": elapsed,
         "aggregate_tps": generated / elapsed,
         "max_queued_s": max(result.timings.queued_s for result in results),
+        "steps": profile.steps,
+        "step_ms": profile.per_step_ms(),
+        "per_token_us": {
+            "sample": profile.sample_s * 1e6 / max(profile.sampled, 1),
+            "emit": profile.emit_s * 1e6 / max(profile.sampled, 1),
+        },
     }
 
 
@@ -179,11 +197,14 @@ async def run(
     llama_server: Path | None = None,
     measured: tuple[str, ...] = tuple(SHAPES),
     bandwidth_file: Path | None = None,
+    flash_attn: str = "auto",
+    task: bool = False,
 ) -> None:
     backend = compiled_backend()
     results.record("machine", machine_description())
     results.record("backend", backend)
     results.record("profile", asdict(profile))
+    results.record("flash_attn_setting", flash_attn)
     if bandwidth_file is not None:  # measured once by the caller (scripts/bandwidth.py)
         bandwidth = json.loads(bandwidth_file.read_text())
     else:
@@ -196,7 +217,8 @@ async def run(
     )
 
     before = MemoryUse.now()
-    engine = Engine(bench_settings(models, profile.n_ctx, max(profile.streams)))
+    slots = 1 if task else max(profile.streams)  # a task's stages run one after another
+    engine = Engine(bench_settings(models, profile.n_ctx, slots, flash_attn))
     started = time.perf_counter()
     engine.start()
     per_token = {agent: bytes_read_per_token(models[agent]) for agent in measured}
@@ -205,6 +227,9 @@ async def run(
     try:
         report_loads(engine, loaded_s, results)
         report_memory(engine, before, results)
+        if task:
+            await task_timelines(engine, profile, results)
+            return
         figures = {}
         for agent in measured:
             bare, streamed = await decode_pair(engine, agent, profile.tokens, profile.repeats)
@@ -215,41 +240,157 @@ async def run(
             results.record("agents", figures)
         await concurrent_streams(engine, concurrency_agent, 1, 8)  # warm-up
         concurrency = []
-        for n in profile.streams:
+        # greedy at every level, then the most streams sampled as the agents sample
+        levels = [(n, 0.0) for n in profile.streams] + [(max(profile.streams), AGENT_TEMPERATURE)]
+        for n, temperature in levels:
             concurrency.append(
-                await concurrent_streams(engine, concurrency_agent, n, profile.stream_tokens)
+                await concurrent_streams(
+                    engine, concurrency_agent, n, profile.stream_tokens, temperature
+                )
             )
             concurrency[-1]["vs_one_stream"] = (
                 concurrency[-1]["aggregate_tps"] / concurrency[0]["aggregate_tps"]
             )
             print_concurrency(concurrency_agent, concurrency[-1])
             results.record("concurrency", {"agent": concurrency_agent, "runs": concurrency})
+        flash_attn = engine.status()[concurrency_agent].report.flash_attn
     finally:
         engine.close()
     if llama_server is not None:
         peer = peer_streams(
-            llama_server, models[concurrency_agent], profile, engine_slots=max(profile.streams)
+            llama_server,
+            models[concurrency_agent],
+            profile,
+            engine_slots=max(profile.streams),
+            flash_attn=flash_attn,
         )
-        for ours, theirs in zip(concurrency, peer, strict=True):
+        for ours, theirs in zip(concurrency[: len(peer)], peer, strict=True):
             theirs["ours_vs_peer"] = ours["aggregate_tps"] / theirs["aggregate_tps"]
             print_peer(concurrency_agent, ours, theirs)
         results.record("peer_llama_server", {"agent": concurrency_agent, "runs": peer})
+
+
+# --- the time of a whole task ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One model call of a task, with forced token counts."""
+
+    name: str
+    agent: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+# A complex refactor as issue 19 sizes it: the planner reads 6K tokens (task, repo map, tool
+# results) and writes a 400-token plan; the coder reads 10K (plan + files) and writes 1,200
+# (diffs); the reviewer reads 12K (task, plan, diffs, test results) and writes 300; one cycle.
+TASK = (
+    Stage("preprocess", "preprocessor", 500, 150),
+    Stage("plan", "planner", 6000, 400),
+    Stage("code", "coder", 10000, 1200),
+    Stage("review", "reviewer", 12000, 300),
+)
+TASK_TINY_SCALE = 10  # the tiny profile's 2K context: every count divided by this
+TASK_REPEATS = 2
+CORPUS = Path(__file__).resolve().parent.parent / "breakingwind"  # real code as prompt text
+
+
+def forced_prompt(worker: Any, n_tokens: int, offset: int) -> list[int]:
+    """Exactly `n_tokens` tokens of this repository's Python source (real code, the model's own
+    tokenizer), starting `offset` files in, so that no two stages share a prefix."""
+    files = sorted(CORPUS.rglob("*.py"))
+    files = files[offset % len(files) :] + files[: offset % len(files)]
+    tokens: list[int] = []
+    for path in files * (1 + n_tokens // 1000):
+        tokens += worker.tokenize(path.read_text())
+        if len(tokens) >= n_tokens:
+            break
+    return tokens[:n_tokens]
+
+
+async def run_stage(engine: Engine, stage: Stage, offset: int) -> dict[str, Any]:
+    """One stage: its forced prompt, greedy, exactly `output_tokens` generated (EOS ignored)."""
+    worker = engine.worker(stage.agent)
+    sampling = SamplingParams(
+        max_tokens=stage.output_tokens,
+        temperature=0,
+        top_p=1,
+        seed=None,
+        grammar=None,
+        ignore_eos=True,
+    )
+    tokens = forced_prompt(worker, stage.prompt_tokens, offset)
+    prepared = PreparedRequest(tokens, [], sampling)
+    started = time.monotonic()
+    result = await worker.submit(prepared).collect()
+    ended = time.monotonic()
+    timings = result.timings
+    first = timings.first_token_at or ended
+    return {
+        "stage": stage.name,
+        "agent": stage.agent,
+        "prompt_tokens": result.usage.prompt_tokens,
+        "output_tokens": result.usage.completion_tokens,
+        "seconds": ended - started,
+        "ttft_s": first - started,
+        "prefill_s": timings.prefill_s,
+        "prefill_tps": result.usage.prompt_tokens / timings.prefill_s if timings.prefill_s else 0,
+        "decode_s": timings.decode_s,
+        "decode_tps": result.decode_tokens_per_s,
+    }
+
+
+async def task_timelines(engine: Engine, profile: Profile, results: Results) -> None:
+    """The stages of one task, one after another as the pipeline runs them, TASK_REPEATS times
+    from cold caches after a short warm-up (first-call costs: kernels, the EOG scan); the
+    fastest run is reported, every run's total beside it."""
+    scale = TASK_TINY_SCALE if profile.scale == "tiny" else 1
+    stages = [
+        replace(s, prompt_tokens=s.prompt_tokens // scale, output_tokens=s.output_tokens // scale)
+        for s in TASK
+    ]
+    for index, stage in enumerate(stages):  # warm-up
+        await run_stage(engine, replace(stage, prompt_tokens=64, output_tokens=8), index)
+    runs = []
+    for _ in range(TASK_REPEATS):
+        for agent in {stage.agent for stage in stages}:
+            await engine.worker(agent).clear_cache()
+        runs.append([await run_stage(engine, stage, index) for index, stage in enumerate(stages)])
+    totals = [sum(stage["seconds"] for stage in run) for run in runs]
+    chosen = runs[totals.index(min(totals))]
+    for stage in chosen:
+        print(
+            f"task {stage['stage']:<10} {stage['agent']:<12} reads {stage['prompt_tokens']:6d}"
+            f" writes {stage['output_tokens']:5d}: {stage['seconds']:6.2f} s  TTFT"
+            f" {stage['ttft_s']:5.2f} s (prefill {stage['prefill_tps']:7.0f} tok/s)  decode"
+            f" {stage['decode_s']:6.2f} s ({stage['decode_tps']:6.1f} tok/s)",
+            flush=True,
+        )
+    total = sum(stage["seconds"] for stage in chosen)
+    print(
+        f"task total {total:.2f} s over {len(chosen)} stages (runs: "
+        f"{', '.join(f'{t:.2f}' for t in totals)} s)  ratio total/25s {total / 25:.3f}",
+        flush=True,
+    )
+    results.record("task", {"stages": chosen, "total_s": total, "totals_s": totals})
 
 
 # --- the peer: llama.cpp's llama-server on the same file -------------------------------------
 
 
 def peer_streams(
-    binary: Path, model: Path, profile: Profile, engine_slots: int
+    binary: Path, model: Path, profile: Profile, engine_slots: int, flash_attn: str
 ) -> list[dict[str, Any]]:
     """Start llama-server with the engine's settings (context, slots, all layers offloaded,
-    flash attention off, one unified cache) and send it the same streams."""
+    flash attention as the engine had it, one unified cache) and send it the same streams."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     argv = [
         str(binary), "-m", str(model), "-c", str(profile.n_ctx), "-np", str(engine_slots),
-        "--kv-unified", "-ngl", "999", "-fa", "off", "--no-webui",
+        "--kv-unified", "-ngl", "999", "-fa", flash_attn, "--no-webui",
         # its host-RAM prompt cache saved a slot's state before each new request: 36 s stalls
         # with a 16K-cell cache on the H100 (docs/benchmarks.md); ours keeps no such copy
         "--cache-ram", "0",
@@ -297,21 +438,25 @@ def _http_streams(url: str, n: int, tokens: int) -> dict[str, Any]:
             "temperature": 0,
             "ignore_eos": True,
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
     ).encode()
 
     def one(_: int) -> int:
+        """Tokens as the server counted them (usage, else timings), never its chunks."""
         request = urllib.request.Request(
             f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"}
         )
-        chunks = 0
+        final: dict[str, Any] = {}
         with urllib.request.urlopen(request, timeout=120) as response:
             for line in response:
                 if line.startswith(b"data: {"):
                     chunk = json.loads(line[6:])
-                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                        chunks += 1
-        return chunks
+                    final |= {key: chunk[key] for key in ("usage", "timings") if chunk.get(key)}
+        tokens = server_completion_tokens(final)
+        if tokens is None:
+            raise SystemExit("llama-server's stream said neither usage nor timings")
+        return tokens
 
     started = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
@@ -399,10 +544,22 @@ def print_agent(agent: str, f: dict[str, Any]) -> None:
 
 
 def print_concurrency(agent: str, c: dict[str, Any]) -> None:
+    sampling = "greedy" if c["temperature"] == 0 else f"temperature {c['temperature']}, top_p"
     print(
-        f"{agent:<12} {c['streams']} streams: aggregate {c['aggregate_tps']:8.1f} tok/s"
-        f" ({c['tokens']} tokens in {c['seconds']:.2f} s)  ratio {c['streams']}/1 streams"
+        f"{agent:<12} {c['streams']} streams ({sampling}): aggregate {c['aggregate_tps']:8.1f}"
+        f" tok/s ({c['tokens']} tokens in {c['seconds']:.2f} s)  ratio {c['streams']}/1 streams"
         f" {c['vs_one_stream']:.3f}",
+        flush=True,
+    )
+    ms = c["step_ms"]
+    total = sum(ms.values())
+    print(
+        f"{agent:<12} {c['streams']} streams: {c['steps']} steps of {total:.2f} ms: device wait"
+        f" {ms['device_wait']:.2f}, llama_decode call {ms['decode']:.2f}, batch build"
+        f" {ms['build']:.2f}, sampling {ms['sample']:.2f}, Python per token {ms['emit']:.2f} ms;"
+        f" per token: sample {c['per_token_us']['sample']:.0f} us, emit"
+        f" {c['per_token_us']['emit']:.0f} us  ratio host/step"
+        f" {(total - ms['device_wait']) / total if total else 0:.3f}",
         flush=True,
     )
 
@@ -422,6 +579,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llama-server", type=Path, help="also load this llama-server (peer)")
     parser.add_argument(
         "--bandwidth", type=Path, help="JSON of scripts/bandwidth.py (default: measure it)"
+    )
+    parser.add_argument(
+        "--flash-attn",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="every agent's flash_attn setting (default auto: on with a GPU backend)",
+    )
+    parser.add_argument(
+        "--task",
+        action="store_true",
+        help="all four models: the stages of one task with forced token counts (TASK)",
     )
     args = parser.parse_args(argv)
     overrides = {"n_ctx": args.n_ctx, "tokens": args.tokens}
@@ -445,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
             args.llama_server,
             (args.agent,) if args.agent else tuple(SHAPES),
             args.bandwidth,
+            args.flash_attn,
+            args.task,
         )
     )
     return 0

@@ -10,8 +10,10 @@
 #   bash scripts/gpu_run.sh build    # only the wheels and the build
 #   bash scripts/gpu_run.sh bench    # only the benches (files and build already there)
 #
-# Environment: RUNS (default "planner:peer coder reviewer preprocessor": one gpu_bench process each,
-# :peer adds llama-server on that model; the run with all four follows while time is left),
+# Environment: RUNS (default "coder/off coder/on planner/on+peer task/on task/off reviewer/on
+# preprocessor/on"): one gpu_bench process each, in order, while time is left. AGENT/FA measures
+# that model alone with flash attention FA (auto, on or off); +peer adds llama-server on the same
+# file; task/FA loads all four and times one task's stages with forced token counts (--task),
 # OUT (default ./gpu-out), SITE (default /tmp/site), GGUF (default: a RAM tmpfs
 # mounted at /mnt/gguf, else /tmp/gguf), BUDGET_S (default 580: the tool stops a command at 600),
 # SCALE (full, or tiny to try this script on a CPU machine whose SITE holds a llama_cpp) and
@@ -126,27 +128,31 @@ run_benches() {
         python3 scripts/bandwidth.py
     fi >"$RESULTS/bandwidth.json" || fail "bandwidth"
     cat "$RESULTS/bandwidth.json"
-    # RUNS: which processes, in order; AGENT:peer also sends the streams to llama-server
-    for run in ${RUNS:-planner:peer coder reviewer preprocessor}; do
-        local agent=${run%%:*} peer=()
-        [ "$run" != "$agent" ] && [ -n "$server" ] && peer=(--llama-server "$server")
-        bench_once "$folder" "$agent" $((${#peer[@]} ? 200 : 90)) --agent "$agent" "${peer[@]}"
-        [ -f /tmp/llama-server.log ] && cp /tmp/llama-server.log "$OUT/llama-server.log"
-    done
-    local left=$((BUDGET_S - SECONDS - 5))
-    if [ "$left" -gt 60 ]; then
-        bench_once "$folder" all-four "$left"  # one engine, four models: VRAM and load together
-        if [ "$?" = 139 ] && [ $((BUDGET_S - SECONDS)) -gt 60 ] && command -v cuda-gdb >/dev/null; then
-            log "segfault with all four loaded: again under cuda-gdb for a backtrace"
-            PYTHONPATH="$SITE:$PWD" timeout $((BUDGET_S - SECONDS - 5)) cuda-gdb -q -batch \
-                -ex run -ex "thread apply all bt 12" --args python3 scripts/gpu_bench.py \
-                --models "$folder" --bandwidth "$RESULTS/bandwidth.json" \
-                --out "$RESULTS/all-four-gdb.json" >"$OUT/gdb.log" 2>&1
-            grep -n -A30 "SIGSEGV" "$OUT/gdb.log" | head -80
+    # RUNS: which processes, in order (see the top of this file)
+    local runs=${RUNS:-coder/off coder/on planner/on+peer task/on task/off reviewer/on preprocessor/on}
+    for run in $runs; do
+        local name=${run%%/*} rest=auto peer=() args=() limit=90
+        [ "$run" != "$name" ] && rest=${run#*/}
+        local fa=${rest%%+*}
+        if [ "$rest" != "$fa" ] && [ -n "$server" ]; then
+            peer=(--llama-server "$server")
+            limit=200
         fi
-    else
-        log "no time left for the run with all four models loaded"
-    fi
+        if [ "$name" = task ]; then
+            args=(--task) limit=200
+        else
+            args=(--agent "$name")
+        fi
+        local left=$((BUDGET_S - SECONDS - 5))
+        [ "$left" -lt "$limit" ] && limit=$left
+        if [ "$limit" -lt 30 ]; then
+            log "no time left for $run"
+            continue
+        fi
+        bench_once "$folder" "$name-fa-$fa${peer:++peer}" "$limit" "${args[@]}" \
+            --flash-attn "$fa" "${peer[@]}"
+        [ -f /tmp/llama-server.log ] && mv /tmp/llama-server.log "$OUT/llama-server-$name-$fa.log"
+    done
     # one JSON of everything that came back
     python3 - "$RESULTS" "$OUT/gpu_bench.json" <<'PY'
 import json, pathlib, sys
@@ -156,6 +162,7 @@ PY
 }
 
 describe_machine
+log "checkout: $(git log -1 --format='%h %s' 2>/dev/null || echo 'not a git checkout'); RUNS=${RUNS:-default}"
 install_wheels
 case "$STAGE" in
 build)

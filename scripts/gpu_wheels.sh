@@ -20,6 +20,10 @@ WHEELS=(
     psutil==7.2.2
     jinja2==3.1.6
     markupsafe==3.0.4
+    jsonschema==4.26.0  # the engine checks structured output against the schema
+    jsonschema-specifications==2025.9.1
+    referencing==0.37.0
+    rpds-py==2026.9.1
 )
 MAX_BYTES=$((40 * 1024 * 1024))
 

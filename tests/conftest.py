@@ -263,6 +263,65 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
 
 
+class DaemonProcess:
+    """`breakingwind serve` as a real process on a free port, with the embedded model for every
+    agent: for tests whose failure mode is the process dying (a segfault in llama.cpp)."""
+
+    def __init__(self, tmp: Path, extra: str = "", environ: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.project = tmp / "project"
+        self.project.mkdir(parents=True, exist_ok=True)
+        config = write_config(
+            tmp,
+            f'[server]\nport = {self.port}\n[storage]\ndata_dir = "data"\n'
+            f'[project]\nroot = "project"\n[engine]\nmodels_dir = "models"\n{extra}',
+        )
+        contexts = {f"BREAKINGWIND_{a.upper()}__N_CTX": str(TEST_N_CTX) for a in AGENT_NAMES}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BREAKINGWIND_")}
+        self.log = (tmp / "daemon.log").open("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "breakingwind", "--config", str(config), "serve"],
+            env={**env, **contexts, "BREAKINGWIND_HOME": str(tmp / "home"), **(environ or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def assert_alive(self) -> None:
+        """The process still runs and answers /health."""
+        assert self.proc.poll() is None, f"daemon exited {self.proc.returncode}:\n{self.output()}"
+        assert httpx.get(f"{self.url}/health", timeout=30).status_code == 200
+
+    def __enter__(self) -> DaemonProcess:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/health").json().get("status") == "ok":
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"the daemon did not become ready:\n{self.output()}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 def parse_sse(text: str) -> list[dict]:
     events = []
     for block in text.strip().split("\n\n"):

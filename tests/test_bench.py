@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from breakingwind.measure.throughput import server_completion_tokens
 from tests.conftest import TEST_N_CTX, write_config
 
 RATIO = re.compile(r"ratio (\S+) (\d+\.\d+)$")
@@ -38,3 +39,16 @@ def test_quick_bench_prints_a_parsable_ratio_for_every_pair(
     assert {"1-streams/1-stream", "2-streams/1-stream", "4-streams/1-stream"} <= set(ratios)
     assert all(value > 0 for value in ratios.values())
     assert "greedy output identical: yes" in out
+
+
+def test_a_peers_tokens_come_from_its_usage_then_its_timings_never_its_chunks() -> None:
+    # the last chunks of a llama-server stream that put 128 tokens in 117 chunks
+    both = {
+        "usage": {"completion_tokens": 128, "prompt_tokens": 43},
+        "timings": {"predicted_n": 128},
+    }
+    assert server_completion_tokens(both) == 128
+    assert server_completion_tokens({"timings": {"predicted_n": 127, "predicted_ms": 800.0}}) == 127
+    # a server that says neither (llama-cpp-python's): the caller tokenizes the text instead
+    assert server_completion_tokens({}) is None
+    assert server_completion_tokens({"usage": None, "timings": {}}) is None

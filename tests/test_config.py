@@ -224,3 +224,13 @@ def test_the_api_key_is_read_from_the_named_variable_and_never_dumped(tmp_path: 
     bad = write_config(tmp_path, REMOTE_CODER + 'model = "m"\napi_key_env = "BREAKINGWIND_KEY"\n')
     with pytest.raises(ConfigError, match="settings overrides"):
         load_settings(bad, environ={})
+
+
+def test_flash_attn_takes_auto_or_a_boolean_per_agent(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[coder]\nflash_attn = true\n[planner]\nflash_attn = "fast"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    fields = set(problems_of(caught))
+    assert fields and all(field.startswith("planner.flash_attn") for field in fields)
+    settings = load_settings(write_config(tmp_path, "[coder]\nflash_attn = false\n"), environ={})
+    assert settings.coder.flash_attn is False and settings.planner.flash_attn == "auto"

@@ -6,11 +6,15 @@ import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import llama_cpp
 import pytest
+from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.types import SamplingParams
+from breakingwind.engine.worker import eog_tokens
 from breakingwind.errors import (
     ContextOverflow,
     ModelUnavailable,
@@ -418,3 +422,90 @@ def test_pipeline_work_waits_out_a_full_queue(tmp_path: Path) -> None:
         asyncio.run(run())
     finally:
         engine.close()
+
+
+def _chain_greedy_tokens(llm: Any, prompt: list[int], n_tokens: int) -> list[int]:
+    """Greedy tokens through llama.cpp's own sampler chain (EOG ruled out by a logit bias)."""
+    llm.n_tokens = 0
+    llm._ctx.kv_cache_clear()
+    llm.eval(prompt)
+    sampler = LlamaSampler()
+    sampler.add_logit_bias(llm.n_vocab(), dict.fromkeys(eog_tokens(llm), -1e30))
+    sampler.add_greedy()
+    tokens = []
+    try:
+        for _ in range(n_tokens):
+            token = llama_cpp.llama_sampler_sample(sampler.sampler, llm._ctx.ctx, -1)
+            tokens.append(token)
+            llm.eval([token])
+    finally:
+        sampler.close()
+    return tokens
+
+
+def test_greedy_argmax_picks_what_the_sampler_chain_picks(engine: Engine) -> None:
+    worker = engine.worker("coder")
+    sampling = SamplingParams(
+        max_tokens=40, temperature=0, top_p=1, seed=None, grammar=None, ignore_eos=True
+    )
+    prepared = worker.prepare(chat("Write a long story about a dragon."), sampling)
+
+    async def run() -> tuple[str, list[int]]:
+        await worker.clear_cache()
+        result = await worker.submit(prepared).collect()
+        chain = await worker.call_with_model(
+            lambda llm: _chain_greedy_tokens(llm, prepared.tokens, 40)
+        )
+        return result.text, chain
+
+    text, chain = asyncio.run(run())
+    expected = b"".join(worker._piece(token) for token in chain).decode(errors="replace")
+    assert text == expected
+
+
+def test_step_profile_accounts_for_every_sampled_token(engine: Engine) -> None:
+    worker = engine.worker("planner")
+    before = worker.step_profile
+    request = chat("Name the planets.", max_tokens=12, temperature=0.7, ignore_eos=True)
+
+    async def run() -> list[object]:
+        return list(await asyncio.gather(*(engine.complete("planner", request) for _ in range(3))))
+
+    results = asyncio.run(run())
+    spent = worker.step_profile.since(before)
+    assert spent.sampled == sum(r.usage.completion_tokens for r in results) == 36
+    assert spent.steps >= 12  # three sequences shared steps: fewer steps than tokens
+    assert spent.steps < spent.sampled
+    phases = spent.per_step_ms()
+    assert phases["sample"] > 0 and phases["emit"] > 0 and phases["decode"] > 0
+
+
+def test_flash_attention_is_off_by_default_on_the_cpu_backend(engine: Engine) -> None:
+    report = engine.status()["coder"].report
+    if report.backend != "CPU":
+        pytest.skip(f"compiled for {report.backend}: auto asks llama.cpp for flash attention")
+    assert report.flash_attn == "off"
+
+
+def test_flash_attention_forced_on_loads_and_generates(tmp_path: Path, model_copy: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        environ={
+            "BREAKINGWIND_CODER__MODEL": str(model_copy),
+            "BREAKINGWIND_CODER__FLASH_ATTN": "on",
+        },
+    )
+    engine = Engine(settings)
+    engine.start()
+    try:
+        result = asyncio.run(_after_ready(engine, chat("Say hello.", max_tokens=8, temperature=0)))
+        assert engine.status()["coder"].report.flash_attn == "on"
+        assert engine.status()["planner"].report.flash_attn != "on"  # the other file: default
+    finally:
+        engine.close()
+    assert result.usage.completion_tokens > 0 and result.text
+
+
+async def _after_ready(engine: Engine, request: GenerationRequest) -> Any:
+    await engine.wait_ready()
+    return await engine.complete("coder", request)

@@ -251,4 +251,7 @@ def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(
     assert "Fix this crash." in task["user_input"]
     assert "TypeError" in task["user_input"]  # read from the screenshot
     assert "reverse_words" in task["user_input"]
-    assert httpx.post(f"{server.url}/api/task/{task_id}/cancel", timeout=30).status_code == 200
+    deadline = time.monotonic() + 30  # hanging up cancels the task (cancel_chat_on_disconnect)
+    while httpx.get(f"{server.url}/api/task/{task_id}").json()["current_stage"] != "cancelled":
+        assert time.monotonic() < deadline, "the hang-up did not cancel the task"
+        time.sleep(0.1)

@@ -7,17 +7,20 @@ prompt-injected file) can never reach a tool it was not given.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.engine.budget import current_budget
 from breakingwind.errors import SandboxViolation, ToolError
 from breakingwind.tools.registry import ToolRegistry
 
 OnToolCall = Callable[[str, dict[str, Any], bool, str], Awaitable[None]]
 OnDelta = Callable[[str], None]
 RESULT_CHARS = 6000  # what one tool result may add to the conversation
+GATHER_TIME_SHARE = 0.5  # share of a stage's time left for the answer after the tool turns
 
 
 def tool_definitions(registry: ToolRegistry, names: list[str]) -> list[dict[str, Any]]:
@@ -53,19 +56,30 @@ async def gather_with_tools(
         return conversation
     tools = tool_definitions(registry, tool_names)
     calls = 0
+    budget = current_budget()
+    # Gathering gets the first part of the stage's time; the answer keeps the rest.
+    stop_at = (
+        budget.opened_at + budget.seconds * (1 - GATHER_TIME_SHARE)
+        if budget is not None and budget.seconds is not None
+        else None
+    )
     while calls < max_calls:
-        result = await engine.complete(
-            agent,
-            GenerationRequest(
-                messages=conversation,
-                tools=tools,
-                tool_choice="auto",
-                max_tokens=max_tokens,
-                temperature=0.0,
-            ),
-            on_delta=on_delta,
-            wait_for_room=True,  # pipeline work: a full queue is waited out within the stage
-        )
+        try:
+            async with asyncio.timeout_at(stop_at):
+                result = await engine.complete(
+                    agent,
+                    GenerationRequest(
+                        messages=conversation,
+                        tools=tools,
+                        tool_choice="auto",
+                        max_tokens=max_tokens,
+                        temperature=0.0,
+                    ),
+                    on_delta=on_delta,
+                    wait_for_room=True,  # pipeline work: a full queue is waited out
+                )
+        except TimeoutError:
+            return conversation  # out of gathering time: answer with what was gathered
         if not result.tool_calls:
             return conversation
         conversation.append(

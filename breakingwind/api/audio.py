@@ -47,7 +47,7 @@ async def create_transcription(request: Request) -> Response:
     media: MediaService = request.app.state.media
     limit = upload_limit(media.settings)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _upload_too_large(media)
     bounded = Request(request.scope, _bounded_receive(request.receive, limit, media))
     try:

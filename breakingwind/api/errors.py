@@ -24,8 +24,10 @@ from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
     CorruptMedia,
+    EmptyPrompt,
     EngineError,
     GrammarError,
+    GrammarLimitExceeded,
     HeadersTooLarge,
     InvalidToolArguments,
     MediaError,
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     ContextOverflow: (400, "invalid_request_error", "context_length_exceeded"),
     TemplateError: (400, "invalid_request_error", "invalid_messages"),
+    EmptyPrompt: (400, "invalid_request_error", "empty_prompt"),
+    GrammarLimitExceeded: (400, "invalid_request_error", "schema_too_large"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
     SamplingError: (400, "invalid_request_error", "invalid_sampling"),
     SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),
@@ -115,6 +119,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, SandboxViolation):
         body["error"]["rule"] = exc.rule
+    if isinstance(exc, GrammarLimitExceeded):
+        body["error"]["limit"] = exc.limit
     if isinstance(exc, ContextOverflow):
         body["error"]["prompt_tokens"] = exc.prompt_tokens
         body["error"]["context_length"] = exc.n_ctx

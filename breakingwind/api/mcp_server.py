@@ -54,11 +54,16 @@ def build_mcp_server(registry: ToolRegistry) -> MCPServer:
 
 def mcp_http_routes(server: MCPServer, settings: ServerSettings) -> list[BaseRoute]:
     """The /mcp route (call once: it creates the session manager, which must then run in the
-    app's lifespan: `async with server.session_manager.run(): ...`)."""
+    app's lifespan: `async with server.session_manager.run(): ...`).
+
+    Sessions that clients never DELETE expire after `mcp_session_idle_s` and are capped at
+    `mcp_max_sessions`, so a client that initializes in a loop cannot grow the daemon's memory."""
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=transport_security(settings),
         host=settings.host,
+        session_idle_timeout=settings.mcp_session_idle_s,
+        max_sessions=settings.mcp_max_sessions,
     )
     # Host, Origin and the API key are checked for every route by the app's middleware; the
     # SDK's own DNS-rebinding check stays on as a second line.

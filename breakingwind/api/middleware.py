@@ -166,7 +166,12 @@ class BodySizeLimit:
             return
         limit = self.max_bytes
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             await _refuse(_too_large(limit), scope, receive, send)
             return
         seen = 0

@@ -7,6 +7,7 @@ the diff in a ```diff block. The workflow is an ordinary task: it is also visibl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -17,9 +18,13 @@ from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS
 from breakingwind.api.workflow_routes import event_stream_items
 from breakingwind.errors import InvalidRequest
+from breakingwind.pipeline import Pipeline
 from breakingwind.progress import final_message, progress_line
 from breakingwind.runtime import Runtime
 from breakingwind.store import TaskStore
+from breakingwind.tasks import TaskState
+
+DISCONNECT_POLL_S = 1.0  # how often a non-streaming pipeline chat checks for a hang-up
 
 
 async def task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
@@ -36,17 +41,49 @@ async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Respon
     runtime: Runtime = request.app.state.runtime
     pipeline = runtime.pipeline
     state = pipeline.submit(await task_text(runtime, body), None, None)
+    cancel_on_hangup = runtime.settings.pipeline.cancel_chat_on_disconnect
     if not body.stream:
-        final = await pipeline.wait(state.task_id)
+        final = await _wait_while_connected(request, pipeline, state.task_id, cancel_on_hangup)
         message = {"role": "assistant", "content": final_message(final)}
         return JSONResponse(chat_completion(body.model, message, "stop", NO_USAGE))
     chunks = _chunks(
         request.app.state.store, state.task_id, body, request.app.state.settings.server.keepalive_s
     )
     chunks = guarded(chunks, "pipeline chat")
+    if cancel_on_hangup:
+        chunks = _cancel_when_abandoned(chunks, pipeline, state.task_id)
     return StreamingResponse(
         chunks, media_type="text/event-stream", headers={**SSE_HEADERS, "X-Task-Id": state.task_id}
     )
+
+
+async def _wait_while_connected(
+    request: Request, pipeline: Pipeline, task_id: str, cancel_on_hangup: bool
+) -> TaskState:
+    """The task's final state; with `cancel_on_hangup`, a client that hangs up first cancels it."""
+    done = asyncio.ensure_future(pipeline.wait(task_id))
+    while cancel_on_hangup:
+        finished, _ = await asyncio.wait({done}, timeout=DISCONNECT_POLL_S)
+        if finished:
+            break
+        if await request.is_disconnected():
+            pipeline.cancel_soon(task_id)
+            break
+    return await done
+
+
+async def _cancel_when_abandoned(
+    chunks: AsyncIterator[bytes], pipeline: Pipeline, task_id: str
+) -> AsyncIterator[bytes]:
+    """`chunks`, cancelling the task if the stream is closed before it ends (client gone)."""
+    finished = False
+    try:
+        async for chunk in chunks:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:
+            pipeline.cancel_soon(task_id)
 
 
 async def _chunks(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,6 +16,7 @@ from breakingwind.errors import InvalidRequest, UnsupportedMediaType
 ModelT = TypeVar("ModelT", bound=BaseModel)
 PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -52,6 +53,12 @@ async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply") from None
+    if (where := lone_surrogate_at(data)) is not None:
+        raise InvalidRequest(
+            f"{where or 'body'}: contains a lone UTF-16 surrogate escape (such as \\ud800),"
+            " which is not a character",
+            param=where or None,
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -75,7 +82,26 @@ def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
 _UNION_BRANCH = re.compile(r"^(str|int|float|bool|list|dict|none)$|[\[\](){}-]")
 
 
-def _dotted(loc: list[int | str]) -> str:
+def lone_surrogate_at(data: Any) -> str | None:
+    """The dotted path of the first string (value or key) in `data` holding a lone surrogate,
+    or None. JSON allows the escape; no file name, prompt or database row can hold it."""
+    todo: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
+    while todo:
+        node, loc = todo.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return _dotted(loc)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if _SURROGATE.search(key):
+                    return _dotted(loc)
+                todo.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            todo.extend((item, (*loc, i)) for i, item in enumerate(node))
+    return None
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

@@ -26,6 +26,8 @@ from breakingwind.runtime import Runtime
 from breakingwind.store import SubscriberDropped, TaskStore
 from breakingwind.tasks import Event, TaskState, WorkflowOptions
 
+MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer
+
 
 class WorkflowRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,7 +113,7 @@ async def task_events(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     request.app.state.store.get(task_id)  # 404 before the stream starts
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isdigit():
+    if not _is_decimal(raw) or int(raw) > MAX_EVENT_ID:
         raise InvalidRequest("Last-Event-ID must be an event number", param="Last-Event-ID")
     return _streaming(request, task_id, int(raw))
 
@@ -156,9 +158,15 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _is_decimal(raw) or not low <= int(raw) <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}", param=name)
     return int(raw)
+
+
+def _is_decimal(raw: str) -> bool:
+    """ASCII digits only, and few enough to be a number: `str.isdigit()` also accepts '²' and
+    '٣', which `int()` then refuses or SQLite cannot hold."""
+    return 0 < len(raw) <= 19 and raw.isascii() and raw.isdigit()
 
 
 ROUTES = [

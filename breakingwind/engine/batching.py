@@ -27,9 +27,42 @@ import llama_cpp
 import numpy as np
 
 from breakingwind.engine.lookup import PromptLookup
+from breakingwind.engine.repetition import MIN_SPAN, loop_period
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import FinishReason, GenerationResult, Timings, Usage
 from breakingwind.errors import GenerationFailed
+
+
+@dataclass
+class StepProfile:
+    """Where the batched steps' wall time went, summed over steps (seconds); read it between
+    requests (`ModelWorker.step_profile`). The device runs a step between `llama_decode` (which
+    queues it) and the synchronisation before sampling, so `device_wait_s` is the device's time
+    the host did not hide, and the other phases are the host's own per-step work."""
+
+    steps: int = 0
+    rows: int = 0  # batch rows decoded (generated tokens, drafts and prompt tokens)
+    sampled: int = 0  # tokens sampled
+    build_s: float = 0.0  # filling the batch (drafts included)
+    decode_s: float = 0.0  # inside llama_decode: graph build and launch (all of it on the CPU)
+    device_wait_s: float = 0.0  # llama_synchronize: waiting for the device to finish the step
+    sample_s: float = 0.0  # the sampler chains, logits to token (C: candidates, grammar, ...)
+    emit_s: float = 0.0  # per token in Python: detokenise, stop strings, hand to the caller
+
+    def since(self, earlier: StepProfile) -> StepProfile:
+        """The steps between `earlier` (a copy taken before) and this one."""
+        return StepProfile(
+            **{name: getattr(self, name) - getattr(earlier, name) for name in _PROFILE_FIELDS}
+        )
+
+    def per_step_ms(self) -> dict[str, float]:
+        """Each phase's mean milliseconds per step."""
+        steps = max(self.steps, 1)
+        phases = ("build_s", "decode_s", "device_wait_s", "sample_s", "emit_s")
+        return {name[:-2]: getattr(self, name) * 1e3 / steps for name in phases}
+
+
+_PROFILE_FIELDS = tuple(StepProfile.__dataclass_fields__)
 
 
 @dataclass
@@ -45,11 +78,22 @@ class Slot:
 class Sequence:
     """One admitted request: its slot, sampler, tokens and streaming state."""
 
-    def __init__(self, job: Any, slot: Slot, sampler: Any, cached: int, budget: int) -> None:
+    def __init__(
+        self,
+        job: Any,
+        slot: Slot,
+        sampler: Any,
+        cached: int,
+        budget: int,
+        argmax_mask: np.ndarray | None = None,
+    ) -> None:
         prepared = job.prepared
         self.job = job
         self.slot = slot
         self.sampler = sampler
+        # a plain greedy chain: the argmax of the logits row with these tokens ruled out picks
+        # the same token, without copying the vocabulary into the chain's candidate array
+        self.argmax_mask = argmax_mask
         self.prompt_len = len(prepared.tokens)
         self.history = list(prepared.tokens)  # prompt + generated; the last one may await decode
         self.cached = cached
@@ -63,6 +107,8 @@ class Sequence:
             else None
         )
         self.drafted = self.accepted = 0
+        self.guard = prepared.sampling.repetition_guard
+        self.looped = False
         self.matcher = StopMatcher(prepared.stop)
         self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pieces: list[str] = []
@@ -90,6 +136,7 @@ class Batcher:
         is_stop: Callable[[int], bool],
         model: str,
         on_finish: Callable[[Sequence, GenerationResult], None],
+        argmax_mask: Callable[[Any, Any], np.ndarray | None] = lambda sampling, sampler: None,
     ) -> None:
         self._llm = llm
         self._ctx = llm._ctx.ctx
@@ -102,7 +149,10 @@ class Batcher:
         self._is_stop = is_stop
         self._on_finish = on_finish
         self._model = model
+        self._argmax_mask = argmax_mask
+        self._n_vocab = llm.n_vocab()
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.profile = StepProfile()
 
     def close(self) -> None:
         if self._batch is not None:
@@ -140,7 +190,9 @@ class Batcher:
             self._seq_rm(slot, keep)
         slot.tokens = tokens[:keep]
         slot.busy = True
-        seq = Sequence(job, slot, make_sampler(job.prepared.sampling), keep, budget)
+        sampling = job.prepared.sampling
+        sampler = make_sampler(sampling)
+        seq = Sequence(job, slot, sampler, keep, budget, self._argmax_mask(sampling, sampler))
         self.active.append(seq)
         return seq
 
@@ -180,6 +232,8 @@ class Batcher:
             self._finish(seq, "cancelled")
         if not self.active:
             return
+        profile = self.profile
+        started = time.perf_counter()
         batch = self._batch
         n = 0
         decoding = [seq for seq in self.active if seq.decoding]
@@ -199,9 +253,18 @@ class Batcher:
                     seq.out_index = n - 1
                 prefilling.append((seq, len(chunk)))
         batch.n_tokens = n
+        built = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise GenerationFailed(f"llama_decode failed with status {status}")
+        decoded = time.perf_counter()
+        llama_cpp.llama_synchronize(self._ctx)  # sampling would wait here anyway
+        synced = time.perf_counter()
+        profile.steps += 1
+        profile.rows += n
+        profile.build_s += built - started
+        profile.decode_s += decoded - built
+        profile.device_wait_s += synced - decoded
         for seq in decoding:
             self._sample(seq, seq.draft, seq.n_past + 1)
         now = time.monotonic()
@@ -243,9 +306,19 @@ class Batcher:
         drafted tokens while the sampler picks them, drop the KV of the rest."""
         sample = llama_cpp.llama_sampler_sample
         sampler = seq.sampler.sampler
+        profile = self.profile
+        clock = time.perf_counter
         for i in range(len(draft) + 1):
-            token = sample(sampler, self._ctx, seq.out_index + i)
+            started = clock()
+            if seq.argmax_mask is not None:
+                token = self._argmax(seq.out_index + i, seq.argmax_mask)
+            else:
+                token = sample(sampler, self._ctx, seq.out_index + i)
+            sampled = clock()
             finish = self._accept(seq, token)
+            profile.sampled += 1
+            profile.sample_s += sampled - started
+            profile.emit_s += clock() - sampled
             if finish is not None:
                 self._finish(seq, finish, kv_valid=base + i)
                 return
@@ -257,6 +330,18 @@ class Batcher:
                 llama_cpp.llama_memory_seq_rm(self._memory, seq.slot.seq_id, seq.n_past, -1)
             seq.draft = []
             return
+
+    def _argmax(self, row: int, mask: np.ndarray) -> int:
+        """Greedy on the logits row itself: the first highest logit, as llama.cpp's greedy
+        sampler picks it, with `mask`'s tokens ruled out (the row is ours until the next
+        decode)."""
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, row)
+        if not pointer:
+            raise GenerationFailed(f"no logits for batch row {row}")
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        if mask.size:
+            logits[mask] = -np.inf
+        return int(logits.argmax())
 
     def _accept(self, seq: Sequence, token: int) -> FinishReason | None:
         """Emit `token`'s text; return why the sequence ends, if it does."""
@@ -271,6 +356,9 @@ class Batcher:
             seq.pieces.append(delta)
             seq.job.emit(delta)
         if seq.matcher.stopped:
+            return "stop"
+        if seq.guard and seq.generated >= MIN_SPAN and loop_period(seq.history, seq.prompt_len):
+            seq.looped = True
             return "stop"
         if seq.generated >= seq.budget:
             return "length"
@@ -308,6 +396,7 @@ class Batcher:
                     finished_at=finished,
                 ),
                 model=self._model,
+                looped=seq.looped,
             ),
         )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
+from breakingwind.engine.budget import current_budget
 from breakingwind.engine.gguf_file import inspect_gguf
 from breakingwind.engine.grammars import json_output_grammar
 from breakingwind.engine.output import Reply, retry_messages
@@ -33,6 +34,7 @@ from breakingwind.errors import (
     ModelUnavailable,
     QueueFull,
     StructuredOutputError,
+    TokenBudgetExhausted,
 )
 from breakingwind.modelfiles.manifest import (
     Manifest,
@@ -101,7 +103,9 @@ class Engine:
             sharing.setdefault(model.path, []).append(agent)
         for path, agents in sharing.items():
             spec = _model_spec(path, agents, self.models, settings)
-            self._workers[path] = ModelWorker(spec, settings.engine.max_queue)
+            self._workers[path] = ModelWorker(
+                spec, settings.engine.max_queue, settings.engine.grammar
+            )
         for agent, agent_settings in settings.agents().items():
             if agent_settings.is_remote:
                 # Imported only when used: an engine of local models needs no HTTP client.
@@ -182,13 +186,28 @@ class Engine:
         the model to finish loading; raises `ModelUnavailable`, `ContextOverflow`, `GrammarError`
         or `QueueFull` before anything is generated. With `wait_for_room`, a full queue is tried
         again after each `QueueFull.retry_after_s` instead, for as long as the caller waits (the
-        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503).
+        pipeline: a stage's time limit); HTTP requests get the `QueueFull` (a 503), and the
+        stream ends in `QueueFull` if no slot and KV room free up within `engine.queue_wait_s`.
+        `max_tokens` is cut to `engine.max_tokens_limit`. Inside a `token_budget` scope (a
+        pipeline stage), `max_tokens` is also capped by what the scope has left,
+        `TokenBudgetExhausted` is raised when nothing is left, and the repetition guard follows
+        the scope; elsewhere it follows `engine.repetition_guard`.
         """
         worker = self.worker(agent)
         await worker.wait_ready()
-        settings = self.settings.agents()[agent]
+        budget = current_budget()
+        if budget is not None and budget.left <= 0:
+            raise TokenBudgetExhausted(f"{agent}: the stage's {budget.limit} tokens are spent")
+        guard = request.repetition_guard
+        if guard is None:
+            guard = budget.repetition_guard if budget else self.settings.engine.repetition_guard
+        cap = budget.left if budget is not None else None
         # Building a grammar and rendering a prompt are CPU work: off the event loop.
-        prepared = await asyncio.to_thread(_prepare, worker, request, settings)
+        prepared = await asyncio.to_thread(
+            _prepare, worker, request, self.settings, agent, guard, cap
+        )
+        if not wait_for_room:
+            prepared = replace(prepared, max_wait_s=self.settings.engine.queue_wait_s)
         observer = prompt_observer.get()
         if observer is not None and prepared.tokens:  # a remote backend tokenizes elsewhere
             observer(len(prepared.tokens))
@@ -278,6 +297,9 @@ class Engine:
                 if on_delta is not None and chunk is not None and chunk.text:
                     on_delta(chunk.text)
         assert reply.result is not None
+        budget = current_budget()
+        if budget is not None:
+            budget.used += reply.result.usage.completion_tokens
         return reply.result, reply.problem
 
     def status(self) -> dict[str, AgentStatus]:
@@ -302,16 +324,29 @@ class Engine:
 
 
 def _prepare(
-    worker: ModelBackend, request: GenerationRequest, agent: AgentSettings
+    worker: ModelBackend,
+    request: GenerationRequest,
+    settings: Settings,
+    agent: str,
+    repetition_guard: bool,
+    max_tokens_cap: int | None,
 ) -> PreparedRequest:
-    """Build the JSON output grammar a request asks for, then let the backend render it."""
+    """Build the JSON output grammar a request asks for (within `engine.grammar`), cap its
+    tokens at `engine.max_tokens_limit`, then let the backend render it."""
     if request.json_output is not None and request.grammar is None:
         request = replace(
             request,
-            grammar=json_output_grammar(request.json_output),
+            grammar=json_output_grammar(request.json_output, settings.engine.grammar),
             json_schema=request.json_output.json_schema,
         )
-    return worker.prepare(request, _sampling(request, agent))
+    sampling = _sampling(request, settings.agents()[agent])
+    limit = settings.engine.max_tokens_limit
+    if max_tokens_cap is not None:
+        limit = min(limit, max_tokens_cap)
+    sampling = replace(
+        sampling, max_tokens=min(sampling.max_tokens, limit), repetition_guard=repetition_guard
+    )
+    return worker.prepare(request, sampling)
 
 
 def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:
@@ -352,6 +387,7 @@ def _model_spec(
         n_gpu_layers=first.n_gpu_layers,
         n_batch=first.n_batch,
         threads=first.threads,
+        flash_attn=first.flash_attn,
         chat_format=None if models[agents[0]].fallback else first.chat_format,
         agents=tuple(agents),
         n_parallel=max(settings.agents()[a].n_parallel or settings.engine.parallel for a in agents),

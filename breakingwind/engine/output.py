@@ -42,6 +42,8 @@ class JsonOutput:
                 jsonschema.Draft202012Validator.check_schema(self.schema)
             except jsonschema.SchemaError as exc:
                 raise InvalidRequest(f"invalid JSON schema: {exc.message}") from None
+            except RecursionError:  # the metaschema check recurses once per nested level
+                raise InvalidRequest("invalid JSON schema: nested too deeply") from None
 
     @property
     def json_schema(self) -> dict[str, Any]:

@@ -40,8 +40,17 @@ async def generate_structured(
     temperature: float | None = None,
     seed: int | None = None,
     on_delta: Callable[[str], None] | None = None,
+    json_schema: dict[str, Any] | None = None,
 ) -> ModelT:
-    """Ask `agent` for a `schema` instance; retry once with the errors, then raise."""
+    """Ask `agent` for a `schema` instance; retry once with the errors, then raise.
+
+    `json_schema` narrows `schema`'s own JSON schema for this call (e.g. paths limited to the
+    project's real files): sampling follows it, and the reply is validated against `schema`.
+    """
+    if json_schema is None:
+        json_schema, grammar = schema.model_json_schema(), grammar_for(schema)
+    else:
+        grammar = json_schema_grammar(json_schema)
     conversation = list(messages)
     raw = ""
     errors = ""
@@ -50,8 +59,8 @@ async def generate_structured(
             agent,
             GenerationRequest(
                 messages=conversation,
-                grammar=grammar_for(schema),
-                json_schema=schema.model_json_schema(),
+                grammar=grammar,
+                json_schema=json_schema,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,
@@ -64,6 +73,8 @@ async def generate_structured(
             return schema.model_validate_json(raw)
         except ValidationError as exc:
             errors = _describe(exc, truncated=result.finish_reason == "length")
+            if result.looped:
+                errors += "\n- the reply began repeating itself and was stopped; do not repeat"
         conversation = retry_messages(messages, raw, schema.__name__, errors)
     raise StructuredOutputError(
         f"{agent}: output did not match {schema.__name__} after {ATTEMPTS} attempts: {errors}",

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from breakingwind.config import GrammarLimits
 from breakingwind.engine.types import ToolCall, ToolCallFormat
 
 HERMES = ToolCallFormat("hermes", "<tool_call>", "</tool_call>", list_block=False)
@@ -47,12 +48,20 @@ class ToolGrammar:
 
 
 def tool_call_grammar(
-    tools: list[dict[str, Any]], choice: ToolChoice, fmt: ToolCallFormat, parallel: bool
+    tools: list[dict[str, Any]],
+    choice: ToolChoice,
+    fmt: ToolCallFormat,
+    parallel: bool,
+    limits: GrammarLimits | None = None,
 ) -> ToolGrammar:
-    """The grammar that keeps calls well-formed for `tools` under `choice`."""
+    """The grammar that keeps calls well-formed for `tools` under `choice`; raises
+    `GrammarLimitExceeded` naming the tool whose parameters are over `limits`."""
     # Building grammars needs llama_cpp; parsing calls (below) does not, so it is imported here.
-    from breakingwind.engine.grammars import gbnf_literal, json_schema_grammar
+    from breakingwind.engine.grammars import check_schema_limits, gbnf_literal, json_schema_grammar
 
+    limits = limits or GrammarLimits()
+    for i, tool in enumerate(tools):
+        check_schema_limits(tool["function"].get("parameters"), limits, f"tools[{i}].function")
     functions = [tool["function"] for tool in tools]
     if choice not in ("auto", "required"):
         functions = [f for f in functions if f["name"] == choice]
@@ -68,7 +77,7 @@ def tool_call_grammar(
         for f in functions
     ]
     schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
-    call_rules = json_schema_grammar(schema, root_name="call")
+    call_rules = json_schema_grammar(schema, root_name="call", limits=limits, param="tools")
     open_, close = gbnf_literal(fmt.open), gbnf_literal(fmt.close) if fmt.close else ""
     if fmt.list_block:
         calls = 'call (space "," space call)*' if parallel else "call"

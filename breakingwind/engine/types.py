@@ -74,6 +74,13 @@ class GenerationRequest:
     tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
     parallel_tool_calls: bool = True
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
+    # Stop when the output starts looping (engine/repetition.py); `GenerationResult.looped` says.
+    # None: on inside a pipeline stage's token budget (engine/budget.py), else
+    # engine.repetition_guard (off by default: the /v1 API).
+    repetition_guard: bool | None = None
+    # With `messages`: text the assistant's reply already begins with (rendered after the
+    # template's generation prompt, prefilled, not generated). Local models only.
+    assistant_prefix: str = ""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -117,6 +124,7 @@ class GenerationResult:
     timings: Timings
     model: str
     tool_calls: list[ToolCall] = field(default_factory=list)
+    looped: bool = False  # the repetition guard ended it (finish_reason is "stop")
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -140,6 +148,7 @@ class ModelSpec:
     chat_format: str | None
     agents: tuple[str, ...]
     n_parallel: int = 1  # sequences decoded together (continuous batching slots)
+    flash_attn: Literal["auto"] | bool = "auto"  # "auto": on where the GPU backend has it
 
 
 @dataclass(frozen=True)
@@ -153,13 +162,15 @@ class LoadReport:
     load_s: float
     chat_template: str
     n_ctx: int
+    flash_attn: str = "off"  # "on", "off", or "auto" (llama.cpp decides per device)
 
     def describe(self) -> str:
         gb = 1024**3
         return (
             f"{self.backend}, {self.gpu_layers_offloaded}/{self.n_layers + 1} layers offloaded,"
             f" weights {self.weights_bytes / gb:.2f} GiB + KV cache {self.kv_cache_bytes / gb:.2f}"
-            f" GiB (n_ctx {self.n_ctx}), loaded in {self.load_s:.1f}s,"
+            f" GiB (n_ctx {self.n_ctx}), flash attention {self.flash_attn},"
+            f" loaded in {self.load_s:.1f}s,"
             f" template {self.chat_template}"
         )
 
@@ -182,6 +193,7 @@ class SamplingParams:
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
     draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
+    repetition_guard: bool = False  # stop when the output loops (engine/repetition.py)
 
 
 @dataclass(frozen=True)
@@ -192,3 +204,4 @@ class PreparedRequest:
     stop: list[str]
     sampling: SamplingParams
     tool_format: ToolCallFormat | None = None  # set when tools were offered
+    max_wait_s: float | None = None  # waiting longer for a slot ends in QueueFull (None: wait)

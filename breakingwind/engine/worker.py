@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import llama_cpp
 import numpy as np
@@ -29,10 +29,12 @@ from llama_cpp import Llama, LlamaGrammar
 from llama_cpp import _internals as internals
 from llama_cpp._internals import LlamaSampler
 
+from breakingwind.config import GrammarLimits
 from breakingwind.engine import llama_logs
-from breakingwind.engine.batching import Batcher, Sequence
+from breakingwind.engine.batching import Batcher, Sequence, StepProfile
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
+from breakingwind.engine.grammars import DEFAULT_LIMITS, check_grammar_limits
 from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.tool_calls import tool_call_grammar
 from breakingwind.engine.types import (
@@ -47,6 +49,7 @@ from breakingwind.engine.types import (
 from breakingwind.errors import (
     BreakingWindError,
     ContextOverflow,
+    EmptyPrompt,
     GenerationFailed,
     GrammarError,
     ModelLoadError,
@@ -70,6 +73,31 @@ def compiled_backend() -> str:
         if backend in names:
             return backend
     return "CPU"
+
+
+FLASH_ATTN_BACKENDS = frozenset({"CUDA", "Metal"})  # where "auto" asks llama.cpp for it
+
+
+def flash_attn_type(setting: Literal["auto"] | bool, backend: str) -> int:
+    """llama.cpp's `flash_attn_type` for a setting: forced on/off, or for "auto" llama.cpp's own
+    AUTO on CUDA/Metal (it turns flash attention on where the device supports it for this
+    model) and off on the CPU backend, where no gain has been measured."""
+    if setting == "auto":
+        if backend in FLASH_ATTN_BACKENDS:
+            return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    return (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if setting
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    )
+
+
+_FLASH_ATTN_NAMES = {
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO: "auto",
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED: "off",
+    llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED: "on",
+}
 
 
 class _Call:
@@ -107,8 +135,11 @@ class ModelWorker:
     base_url: str | None = None
     last_error: str | None = None  # load failures are `state`/`error`; requests do not degrade
 
-    def __init__(self, spec: ModelSpec, max_queue: int) -> None:
+    def __init__(
+        self, spec: ModelSpec, max_queue: int, grammar_limits: GrammarLimits = DEFAULT_LIMITS
+    ) -> None:
         self.spec = spec
+        self.grammar_limits = grammar_limits
         self.name = spec.path.name
         self.max_queue = max_queue
         self.n_parallel = max(1, min(spec.n_parallel, spec.n_batch))
@@ -159,6 +190,11 @@ class ModelWorker:
         return self.report.n_ctx if self.report else self.spec.n_ctx
 
     @property
+    def step_profile(self) -> StepProfile:
+        """A copy of where the batched steps' time has gone so far (`StepProfile`)."""
+        return replace(self._batcher.profile) if self._batcher else StepProfile()
+
+    @property
     def queue_depth(self) -> int:
         """Requests waiting for a slot."""
         return self._waiting
@@ -184,8 +220,14 @@ class ModelWorker:
                 tool_format = self._template.tool_format
                 try:
                     constraint = tool_call_grammar(
-                        tools, request.tool_choice, tool_format, request.parallel_tool_calls
+                        tools,
+                        request.tool_choice,
+                        tool_format,
+                        request.parallel_tool_calls,
+                        self.grammar_limits,
                     )
+                except GrammarError:
+                    raise
                 except Exception as exc:  # the converter raises bare errors on odd schemas
                     message = f"the tools' parameter schemas are not usable: {exc}"
                     raise GrammarError(message) from None
@@ -194,7 +236,7 @@ class ModelWorker:
                     grammar=constraint.grammar,
                     grammar_triggers=tuple(constraint.lazy_triggers),
                 )
-            text, add_bos = rendered.text, not rendered.has_bos
+            text, add_bos = rendered.text + request.assistant_prefix, not rendered.has_bos
             stop += [s for s in rendered.stop if s and not self._is_stop_token_text(s)]
         else:
             text, add_bos = request.prompt or "", True
@@ -215,8 +257,13 @@ class ModelWorker:
         if len(tokens) >= n_ctx:
             raise ContextOverflow(len(tokens), n_ctx)
         if not tokens:
-            raise GenerationFailed("the prompt is empty")
+            raise EmptyPrompt("the prompt is empty: there is nothing to continue")
         return PreparedRequest(tokens, stop, sampling, tool_format)
+
+    def tokenize(self, text: str) -> list[int]:
+        """`text` as this model's tokens, special tokens read as text. Thread-safe."""
+        assert self._llm is not None
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def _fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
         pre, suf, mid = self._fim_tokens
@@ -231,7 +278,9 @@ class ModelWorker:
 
     def _check_grammar(self, grammar: str) -> None:
         """Parse the grammar once here: llama.cpp returns no sampler for a bad one, and adding
-        that to a chain would crash the worker thread."""
+        that to a chain would crash the worker thread. Too large or too deeply nested a grammar
+        never reaches the parser: its recursion would overflow the stack."""
+        check_grammar_limits(grammar, self.grammar_limits)
         sampler = llama_cpp.llama_sampler_init_grammar(
             self._llm._model.vocab, grammar.encode("utf-8"), b"root"
         )
@@ -319,9 +368,24 @@ class ModelWorker:
                 item.emit(GenerationFailed(f"{type(exc).__name__}: {exc}"))
                 continue
             if admitted is None:
+                self._expire_waiting(waiting)
                 return
             waiting.popleft()
             self._left_queue()
+
+    def _expire_waiting(self, waiting: deque[Job | _Call]) -> None:
+        """End requests that waited past their `max_wait_s` for a slot and KV room with
+        `QueueFull`, so a client gets a 503 it can retry instead of its own timeout."""
+        now = time.monotonic()
+        for item in list(waiting):
+            if not isinstance(item, Job):
+                continue
+            limit = item.prepared.max_wait_s
+            if limit is not None and now - item.enqueued_at > limit:
+                waiting.remove(item)
+                self._left_queue()
+                message = f"model {self.name} is busy: no slot or KV room within {limit:g}s"
+                item.emit(QueueFull(message, retry_after_s=max(1, min(10, round(limit / 4)))))
 
     def _step(self) -> None:
         assert self._batcher is not None
@@ -378,6 +442,8 @@ class ModelWorker:
         rss_before = psutil.Process().memory_info().rss
         self.info = info = self.info or inspect_gguf(self.spec.path)
         offload = llama_cpp.llama_supports_gpu_offload()
+        backend = compiled_backend()
+        flash = flash_attn_type(self.spec.flash_attn, backend if offload else "CPU")
         try:
             llm = Llama(
                 model_path=str(self.spec.path),
@@ -388,7 +454,7 @@ class ModelWorker:
                 n_threads_batch=self.spec.threads,
                 verbose=False,
             )
-            _open_batched_context(llm, self.spec.n_ctx, self.n_parallel)
+            _open_batched_context(llm, self.spec.n_ctx, self.n_parallel, flash)
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {self.spec.path}: {exc}") from None
         self._template = ChatTemplate(
@@ -414,11 +480,12 @@ class ModelWorker:
             self._is_stop_token,
             self.name,
             self._finished,
+            self._argmax_mask,
         )
         layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
 
         self.report = LoadReport(
-            backend=compiled_backend(),
+            backend=backend,
             gpu_layers_offloaded=min(layers, info.n_layers + 1) if offload else 0,
             n_layers=info.n_layers,
             weights_bytes=int(llama_cpp.llama_model_size(llm.model)),
@@ -427,6 +494,7 @@ class ModelWorker:
             load_s=time.monotonic() - started,
             chat_template=self._template.source,
             n_ctx=llm.n_ctx(),
+            flash_attn=_FLASH_ATTN_NAMES[flash],
         )
         self.state = "ready"
         self._settled.set()
@@ -438,6 +506,18 @@ class ModelWorker:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+    def _argmax_mask(self, sampling: SamplingParams, sampler: LlamaSampler) -> np.ndarray | None:
+        """For a chain that is plain greedy (no grammar, nothing but the `ignore_eos` bias before
+        it), the tokens an argmax of the logits must skip; None for any other chain. Counting the
+        chain's samplers keeps any sampler added to `_sampler` (penalties...) on the chain."""
+        if sampling.temperature > 0 or sampling.grammar is not None:
+            return None
+        expected = 2 if sampling.ignore_eos else 1
+        if llama_cpp.llama_sampler_chain_n(sampler.sampler) != expected:
+            return None
+        eog = self._eog_tokens() if sampling.ignore_eos else []
+        return np.asarray(eog, dtype=np.intp)
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
         """The sampler chain of one request, in llama.cpp's order: biases, grammar, penalties
@@ -481,6 +561,7 @@ class ModelWorker:
         else:
             if sampling.top_k > 0:
                 sampler.add_top_k(sampling.top_k)
+            _add_candidates(sampler)
             sampler.add_top_p(sampling.top_p, 1)
             if sampling.min_p > 0:
                 sampler.add_min_p(sampling.min_p, 1)
@@ -515,23 +596,38 @@ class ModelWorker:
         return token in self._stop_tokens or self._is_eog(token)
 
 
+SAMPLING_CANDIDATES = 100  # tokens a temperature > 0 chain samples among
+
+
+def _add_candidates(sampler: LlamaSampler) -> None:
+    """Keep the SAMPLING_CANDIDATES most likely tokens before top_p, temperature and the draw:
+    those then sort and normalise 100 candidates instead of the whole vocabulary (128-256K
+    entries; a flat distribution made top_p sort nearly all of them). At the agents' temperature
+    (0.2, which raises probabilities to the 5th power) a token ranked past 100 is never drawn in
+    practice."""
+    sampler.add_top_k(SAMPLING_CANDIDATES)
+
+
 def eog_tokens(llm: Llama) -> list[int]:
     """Every end-of-generation token of the model's vocabulary (a scan of the whole vocabulary)."""
     vocab = llm._model.vocab
     return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
 
 
-def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int) -> None:
-    """Give `llm` a context of `n_ctx` KV cells shared by `n_seq` sequences.
+def _open_batched_context(llm: Llama, n_ctx: int, n_seq: int, flash_attn: int) -> None:
+    """Give `llm` a context of `n_ctx` KV cells shared by `n_seq` sequences, with llama.cpp's
+    `flash_attn_type` (`flash_attn_type()`).
 
-    `Llama()` cannot set `n_seq_max` or `kv_unified`, so it is built with a small context, which
-    is freed first and replaced here. A unified cache lets any one request use the whole
-    context, and sequences that share a prefix share its cells (`llama_memory_seq_cp`).
+    `Llama()` cannot set `n_seq_max`, `kv_unified` or an automatic flash attention, so it is
+    built with a small context, which is freed first and replaced here. A unified cache lets any
+    one request use the whole context, and sequences that share a prefix share its cells
+    (`llama_memory_seq_cp`).
     """
     params = type(llm.context_params).from_buffer_copy(llm.context_params)
     params.n_ctx = n_ctx
     params.n_seq_max = n_seq
     params.kv_unified = True
+    params.flash_attn_type = flash_attn
     params.n_outputs_max_per_seq = 0  # several logits rows per sequence: draft verification
     llm._ctx.close()
     llm._ctx = ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)

@@ -56,6 +56,7 @@ from breakingwind.measure.throughput import (
     gpu_memory_used,
     machine_description,
     median_run,
+    server_completion_tokens,
 )
 
 EDIT_SAMPLE = Path(__file__).with_name("data") / "edit_sample.py.txt"
@@ -83,7 +84,7 @@ def http_stream(url: str, agent: str, n_tokens: int, engine: Engine) -> Run:
     figures = json.loads(out)
     return Run(
         figures["prompt_tokens"],
-        figures["completion_tokens"],
+        _counted(figures, _tokenizer(engine, agent)),
         0.0,
         figures["first_to_last_s"],
         figures["ttft_s"],
@@ -107,8 +108,8 @@ def _stream_chat(client: httpx2.Client, url: str, body: dict) -> dict[str, float
     """Send one streamed chat request; its usage and timings (perf_counter seconds)."""
     started = time.perf_counter()
     first = last = 0.0
-    usage: dict = {}
-    chunks = 0
+    final: dict = {}  # usage and timings, from whichever chunks carry them
+    parts: list[str] = []
     with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -116,21 +117,40 @@ def _stream_chat(client: httpx2.Client, url: str, body: dict) -> dict[str, float
                 continue
             now = time.perf_counter()
             chunk = json.loads(line[6:])
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            content = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+            if content:
                 last = now
                 first = first or now
-                chunks += 1
-            if chunk.get("usage"):
-                usage = chunk["usage"]
+                parts.append(content)
+            final |= {key: chunk[key] for key in ("usage", "timings") if chunk.get(key)}
+    text = "".join(parts)
     return {
-        **usage,
-        # a server without usage in its stream (llama-cpp-python's) sends a token per chunk
-        "completion_tokens": usage.get("completion_tokens", chunks),
+        **final.get("usage", {}),
+        # tokens as the server counted them; None when it did not say (llama-cpp-python's
+        # server): the caller tokenizes the text then. Never the number of chunks.
+        "completion_tokens": server_completion_tokens(final),
+        "text": text,
         "ttft_s": first - started,
         "first_to_last_s": last - first,
         "started": started,
         "ended": last,
     }
+
+
+def _tokenizer(engine: Engine, agent: str) -> Callable[[str], int]:
+    """How many tokens a text is in `agent`'s vocabulary (for a server that does not say)."""
+    worker = _worker(engine, agent)
+
+    def count(text: str) -> int:
+        return len(worker.tokenize(text))
+
+    return count
+
+
+def _counted(row: dict, tokenize: Callable[[str], int]) -> int:
+    """A stream's generated tokens: as the server counted them, else its text tokenized."""
+    counted = row["completion_tokens"]
+    return counted if counted is not None else tokenize(row["text"])
 
 
 def client_main() -> None:
@@ -283,6 +303,7 @@ def _start_peers(
         threads_batch=threads_batch,
         n_batch=worker.spec.n_batch,
         n_gpu_layers=worker.spec.n_gpu_layers,
+        flash_attn=worker.report.flash_attn if worker.report else "off",
     )
     targets = []
     for name, start in (
@@ -297,7 +318,7 @@ def _start_peers(
         echo(
             f"peers: {', '.join(t.name for t in targets)} on the same file, n_ctx {serving.n_ctx},"
             f" {serving.slots} slots (llama-server), threads {threads}/{threads_batch},"
-            f" n_batch {serving.n_batch}, flash attention off"
+            f" n_batch {serving.n_batch}, flash attention {serving.flash_attn}"
         )
     return targets
 
@@ -328,12 +349,13 @@ def _concurrent_streams(
 ) -> dict[str, float]:
     """N simultaneous streams against each target; the first target is ours."""
     eog = asyncio.run(_worker(engine, agent).call_with_model(eog_tokens))
+    tokenize = _tokenizer(engine, agent)
     levels = {(t.name, n): _Level() for t in targets for n in plan.stream_levels}
     for repeat in range(plan.repeats):  # levels and servers interleaved: drift affects all alike
         for n in plan.stream_levels:
             for target in targets:
                 asyncio.run(_worker(engine, agent).clear_cache())
-                run = _load_run(target, plan.stream_tokens, n, repeat, eog)
+                run = _load_run(target, plan.stream_tokens, n, repeat, eog, tokenize)
                 levels[target.name, n].runs.append(run)
     ours = targets[0].name
     figures: dict[str, float] = {}
@@ -378,8 +400,16 @@ def _peer_lines(
     return figures
 
 
-def _load_run(target: Target, n_tokens: int, streams: int, repeat: int, eog: list[int]) -> LoadRun:
-    """`streams` simultaneous chat streams from a separate client process (see `http_stream`)."""
+def _load_run(
+    target: Target,
+    n_tokens: int,
+    streams: int,
+    repeat: int,
+    eog: list[int],
+    tokenize: Callable[[str], int],
+) -> LoadRun:
+    """`streams` simultaneous chat streams from a separate client process (see `http_stream`);
+    tokens as each server counted them (`_counted`)."""
     out = subprocess.run(
         [
             sys.executable,
@@ -398,6 +428,8 @@ def _load_run(target: Target, n_tokens: int, streams: int, repeat: int, eog: lis
         timeout=900,
     ).stdout
     rows = json.loads(out)
+    for row in rows:
+        row["completion_tokens"] = _counted(row, tokenize)
     started = min(row["started"] for row in rows)
     ended = max(row["ended"] for row in rows)
     return LoadRun(

@@ -9,7 +9,7 @@
   the llama-cpp-python sdist on PyPI, so it is the same llama.cpp commit as our engine.
 
 Both get the settings our worker runs with (context, slots, threads, batch, offloaded layers,
-flash attention off), so that the comparison is of the serving stacks, not of the settings.
+flash attention), so that the comparison is of the serving stacks, not of the settings.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class ServingSettings:
     threads_batch: int
     n_batch: int
     n_gpu_layers: int  # -1: all
+    flash_attn: str = "off"  # as our load report says: "on", "off", or "auto" (llama.cpp decides)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def _llama_cpp_python_argv(settings: ServingSettings, port: int) -> list[str]:
         "--n_threads_batch", str(settings.threads_batch),
         "--n_batch", str(settings.n_batch),
         "--n_gpu_layers", str(settings.n_gpu_layers),
-        "--flash_attn", "False",
+        # no "auto" there: on GPU backends auto turns it on for these models
+        "--flash_attn", str(settings.flash_attn != "off"),
         # its default cuts off the stream in progress when another request arrives; queue instead
         "--interrupt_requests", "False",
         "--host", "127.0.0.1", "--port", str(port),
@@ -92,7 +94,7 @@ def _llama_server_argv(binary: Path, settings: ServingSettings, port: int) -> li
         "-tb", str(settings.threads_batch),
         "-b", str(settings.n_batch),
         "-ngl", str(layers),
-        "-fa", "off",
+        "-fa", settings.flash_attn,
         "--no-webui",
         # its host-RAM prompt cache saves a slot's state before each new request, which stalled
         # every new request for ~36 s with a 16K-cell cache on the H100 (docs/benchmarks.md)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp
 from llama_cpp import Llama
@@ -109,6 +110,20 @@ async def engine_stream(engine: Engine, agent: str, n_tokens: int) -> Run:
         last - first,
         first - started,
     )
+
+
+def server_completion_tokens(final: dict[str, Any]) -> int | None:
+    """Tokens a server says it generated for one streamed answer: its `usage` (OpenAI's
+    `stream_options.include_usage`), else llama-server's `timings.predicted_n`; None when it says
+    neither (then tokenize the text). Never count chunks: a server may put several tokens in one
+    (llama-server sent ~117 chunks for 128 tokens on the H200)."""
+    usage = final.get("usage") or {}
+    if isinstance(usage.get("completion_tokens"), int):
+        return usage["completion_tokens"]
+    timings = final.get("timings") or {}
+    if isinstance(timings.get("predicted_n"), int):
+        return timings["predicted_n"]
+    return None
 
 
 def median_run(runs: list[Run]) -> Run:

@@ -126,6 +126,9 @@ class Sandbox:
             raise SandboxViolation("nul_byte", argument, text, "paths may not contain NUL bytes")
         if not text:
             raise ToolInputRejected(f"{argument} is empty")
+        if not text.isascii() and any("\ud800" <= char <= "\udfff" for char in text):
+            # a lone surrogate (JSON "\ud800") names no file on any file system
+            raise ToolInputRejected(f"{argument} contains a lone UTF-16 surrogate")
         if len(text) > self.max_path_chars:
             raise SandboxViolation(
                 "too_long",

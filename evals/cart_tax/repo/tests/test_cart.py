@@ -1,0 +1,5 @@
+from shop.cart import total
+
+
+def test_empty_cart():
+    assert total([]) == 0

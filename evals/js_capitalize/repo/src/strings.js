@@ -1,0 +1,5 @@
+function lower(text) {
+  return text.toLowerCase();
+}
+
+module.exports = { lower };

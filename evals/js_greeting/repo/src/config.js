@@ -1,0 +1,3 @@
+const DEFAULT_GREETING = "Hi";
+
+module.exports = { DEFAULT_GREETING };

@@ -1,0 +1,5 @@
+function ratio(part, whole) {
+  return part / whole;
+}
+
+module.exports = { ratio };

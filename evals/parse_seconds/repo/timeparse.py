@@ -1,0 +1,2 @@
+def parse_seconds(text):
+    return int(text[:-1])

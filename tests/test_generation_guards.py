@@ -1,0 +1,71 @@
+"""The repetition guard and stage token budgets, on the real embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from breakingwind.engine import Engine, GenerationRequest
+from breakingwind.engine.budget import token_budget
+from breakingwind.engine.repetition import MIN_SPAN, loop_period
+from breakingwind.errors import TokenBudgetExhausted
+
+LOOP = [{"role": "user", "content": "Write the word 'ha' 300 times, separated by spaces."}]
+STARTED = "ha " * 20  # the reply begins looping; the tiny model goes on with it
+
+
+def test_loop_period_finds_repeating_tails_only() -> None:
+    assert loop_period([1, 2, 3] * 20) == 3
+    assert loop_period(list(range(200))) == 0
+    assert loop_period([7] * (MIN_SPAN - 1)) == 0
+    assert loop_period([9, 9] + list(range(40)) * 4, start=2) == 40
+
+
+def generate(engine: Engine, guard: bool | None, max_tokens: int = 300):
+    request = GenerationRequest(
+        messages=LOOP,
+        assistant_prefix=STARTED,
+        max_tokens=max_tokens,
+        temperature=0,
+        ignore_eos=True,
+        repetition_guard=guard,
+    )
+    return asyncio.run(engine.complete("coder", request))
+
+
+def test_the_guard_stops_a_looping_generation(engine: Engine) -> None:
+    unguarded = generate(engine, False)
+    assert not unguarded.looped and unguarded.usage.completion_tokens == 300
+    guarded = generate(engine, True)
+    assert guarded.looped and guarded.finish_reason == "stop"
+    assert guarded.usage.completion_tokens < 300
+    assert guarded.text.rstrip().endswith("ha ha ha")  # cut inside the loop
+
+
+def test_the_guard_is_off_by_default_outside_a_pipeline_stage(engine: Engine) -> None:
+    assert not generate(engine, None).looped
+
+
+def test_a_stage_budget_caps_and_then_refuses_generation(engine: Engine) -> None:
+    async def stage() -> tuple[int, int]:
+        with token_budget(40, repetition_guard=False) as budget:
+            request = GenerationRequest(messages=LOOP, max_tokens=300, ignore_eos=True)
+            first = await engine.complete("coder", request)
+            with pytest.raises(TokenBudgetExhausted):
+                await engine.complete("coder", request)
+            return first.usage.completion_tokens, budget.used
+
+    generated, used = asyncio.run(stage())
+    assert generated == used == 40
+
+
+def test_inside_a_stage_the_guard_is_on(engine: Engine) -> None:
+    async def stage() -> bool:
+        with token_budget(1000):
+            request = GenerationRequest(
+                messages=LOOP, assistant_prefix=STARTED, max_tokens=300, ignore_eos=True
+            )
+            return (await engine.complete("coder", request)).looped
+
+    assert asyncio.run(stage())

@@ -225,8 +225,9 @@ class Engine:
         A remote backend renders on its server: 0 there."""
         worker = self.worker(agent)
         await worker.wait_ready()
-        agent_settings = self.settings.agents()[agent]
-        prepared = await asyncio.to_thread(_prepare, worker, request, agent_settings)
+        prepared = await asyncio.to_thread(
+            _prepare, worker, request, self.settings, agent, False, None
+        )
         return len(prepared.tokens)
 
     async def reply(

@@ -273,6 +273,42 @@ class EngineSettings(_Section):
     grammar: GrammarLimits = Field(default_factory=GrammarLimits)
 
 
+PIPELINE_MODEL = "breakingwind"  # the model id of the whole pipeline
+
+
+class ModelNamesSettings(_Section):
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model names clients send (shell-style patterns such as 'claude-*haiku*')"
+        " -> the agent that answers, or 'breakingwind' for the pipeline; first match wins.",
+    )
+    default: str | None = Field(
+        "coder",
+        description="The agent that answers any other model name (Claude Code and Codex send"
+        " their own); unset or '' refuses unknown names with 404.",
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_targets_exist(cls, aliases: dict[str, str]) -> dict[str, str]:
+        for pattern, target in aliases.items():
+            if target not in (*AGENT_NAMES, PIPELINE_MODEL):
+                raise ValueError(
+                    f"{pattern!r} maps to {target!r}; use an agent"
+                    f" ({', '.join(AGENT_NAMES)}) or {PIPELINE_MODEL!r}"
+                )
+        return aliases
+
+    @field_validator("default")
+    @classmethod
+    def _default_is_an_agent(cls, default: str | None) -> str | None:
+        if not default:
+            return None
+        if default not in (*AGENT_NAMES, PIPELINE_MODEL):
+            raise ValueError(f"use an agent ({', '.join(AGENT_NAMES)}) or {PIPELINE_MODEL!r}")
+        return default
+
+
 class DownloadSettings(_Section):
     retries: int = Field(
         5, ge=0, le=100, description="Retries of a failed transfer (each resumes where it stopped)."
@@ -324,6 +360,27 @@ class AgentSettings(_Section):
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Keep only the k likeliest tokens (0: off).")
+    min_p: float = Field(
+        0.0, ge=0.0, le=1.0, description="Drop tokens below min_p x the likeliest (0: off)."
+    )
+    repeat_penalty: float = Field(
+        1.1,
+        gt=0.0,
+        le=2.0,
+        description="Divide the logits of tokens among the last repeat_last_n generated ones"
+        " (1: off). 1.1, as Ollama and llama-cpp-python's server default, stops small models"
+        " from looping on a line until the length limit.",
+    )
+    repeat_last_n: int = Field(
+        64, ge=-1, description="Generated tokens the penalties look back on (0: off, -1: all)."
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Subtract this x a token's count so far (0: off)."
+    )
+    presence_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Subtract this from every token used so far (0: off)."
+    )
     max_tokens: int = Field(2048, ge=1, description="Default cap on generated tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
     flash_attn: FlashAttention = Field(
@@ -627,6 +684,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     downloads: DownloadSettings = Field(default_factory=DownloadSettings)
+    model_names: ModelNamesSettings = Field(default_factory=ModelNamesSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     preprocessor: AgentSettings = Field(
         default_factory=lambda: AgentSettings(**AGENT_DEFAULTS["preprocessor"])

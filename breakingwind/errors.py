@@ -25,6 +25,7 @@
      │    ├── EmptyPrompt          the request renders to no tokens at all (400)
      │    ├── GrammarError         a JSON schema (tools, response_format) cannot become a grammar
      │    │    └── GrammarLimitExceeded  the schema is over an engine.grammar bound (400)
+     │    ├── SamplingError        a sampling option the model cannot take (logit_bias token id)
      │    ├── GenerationFailed     llama.cpp reported an error mid-generation
      │    ├── StructuredOutputError  output did not validate against its schema, even after a retry
      │    ├── TokenBudgetExhausted   a pipeline stage has generated all the tokens it may
@@ -200,6 +201,14 @@ class EmptyPrompt(EngineError):
 
 class GrammarError(EngineError):
     """A JSON schema could not be turned into a sampling grammar."""
+
+
+class SamplingError(EngineError):
+    """A sampling option does not fit the model (a logit_bias token outside its vocabulary)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class GrammarLimitExceeded(GrammarError):

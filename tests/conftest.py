@@ -229,6 +229,23 @@ class LiveServer:
         self._thread.join(10)
 
 
+def another_app_settings(engine: Engine, data_dir: Path) -> Settings:
+    """A deep copy of the engine's settings with a data folder of its own, for a second app on
+    the same engine (one data folder serves one app: the store locks it)."""
+    settings = engine.settings.model_copy(deep=True)
+    settings.storage.data_dir = data_dir
+    return settings
+
+
+@pytest.fixture(scope="module")
+def api_server(engine: Engine) -> Iterator[LiveServer]:
+    """The whole app over the shared embedded-model engine, live on 127.0.0.1 (per module)."""
+    from breakingwind.api.app import create_app
+
+    with LiveServer(create_app(engine.settings, engine)) as live:
+        yield live
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

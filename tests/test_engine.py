@@ -164,8 +164,11 @@ COPY_PATTERNS += ["salt pepper", "hot cold"]
 def test_eight_concurrent_requests_never_mix_their_sequences(engine: Engine) -> None:
     # Continuing a repeated pattern is a confident, checkable answer: each sequence must copy its
     # own prompt, token for token as when it runs alone, and never a word of another sequence's.
+    # No repeat penalty: copying is the point here (the agents' default of 1.1 discourages it).
     requests = [
-        GenerationRequest(prompt=", ".join([p] * 6) + ",", max_tokens=16, temperature=0)
+        GenerationRequest(
+            prompt=", ".join([p] * 6) + ",", max_tokens=16, temperature=0, repeat_penalty=1.0
+        )
         for p in COPY_PATTERNS
     ]
 

@@ -14,7 +14,7 @@ import pytest
 
 from breakingwind.api.app import create_app
 from breakingwind.engine import Engine
-from tests.conftest import TEST_N_CTX, LiveServer, make_settings
+from tests.conftest import TEST_N_CTX, LiveServer, another_app_settings, make_settings
 
 WEATHER_TOOL = {
     "type": "function",
@@ -100,11 +100,40 @@ def test_models_list_has_the_pipeline_and_every_agent(client: openai.OpenAI) -> 
     )
 
 
-def test_model_retrieve_and_unknown_model(client: openai.OpenAI) -> None:
+@pytest.fixture(scope="module")
+def strict_names(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server that refuses model names it does not know (`[model_names] default = ""`)."""
+    settings = another_app_settings(engine, tmp_path_factory.mktemp("strict"))
+    settings.model_names.default = None
+    with LiveServer(create_app(settings, engine)) as live:
+        yield live
+
+
+def test_model_retrieve_and_unknown_model(strict_names: LiveServer) -> None:
+    client = openai.OpenAI(base_url=f"{strict_names.url}/v1", api_key="x", max_retries=0)
     assert client.models.retrieve("breakingwind-planner").id == "breakingwind-planner"
     with pytest.raises(openai.NotFoundError) as exc:
         client.models.retrieve("gpt-17")
     assert exc.value.body["code"] == "model_not_found"
+
+
+def test_unknown_model_names_reach_the_default_agent(client: openai.OpenAI) -> None:
+    card = client.models.retrieve("gpt-5-codex")
+    assert card.model_extra["agent"] == "coder" and card.model_extra["alias"] is True
+    reply = client.chat.completions.create(model="gpt-5-codex", messages=HELLO, max_tokens=4)
+    assert reply.model == "gpt-5-codex" and reply.choices[0].message.content
+
+
+def test_model_aliases_map_names_by_pattern(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
+    settings.model_names.aliases = {"claude-*haiku*": "preprocessor", "bw-pipe": "breakingwind"}
+    with LiveServer(create_app(settings, engine)) as live:
+        listed = {m["id"]: m for m in httpx.get(f"{live.url}/v1/models").json()["data"]}
+        assert listed["claude-*haiku*"]["agent"] == "preprocessor"
+        assert listed["bw-pipe"]["agent"] == "breakingwind"
+        assert listed["claude-*haiku*"]["context_length"] >= TEST_N_CTX
+        card = httpx.get(f"{live.url}/v1/models/claude-3-haiku-x").json()
+        assert card["agent"] == "preprocessor"
 
 
 # --- chat ------------------------------------------------------------------------------------
@@ -427,8 +456,8 @@ def test_image_part_is_refused_until_media_support(server: LiveServer) -> None:
     assert error_of(response)["param"] == "messages[0].content[0]"
 
 
-def test_unknown_model_is_a_404(server: LiveServer) -> None:
-    response = post(server, "/v1/chat/completions", {"model": "gpt-4o", "messages": HELLO})
+def test_unknown_model_is_a_404(strict_names: LiveServer) -> None:
+    response = post(strict_names, "/v1/chat/completions", {"model": "gpt-4o", "messages": HELLO})
     assert response.status_code == 404
     assert error_of(response)["code"] == "model_not_found"
 
@@ -540,8 +569,8 @@ def test_local_origin_is_allowed(server: LiveServer) -> None:
     assert response.status_code == 200
 
 
-def test_configured_cors_origin_gets_cors_headers(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_configured_cors_origin_gets_cors_headers(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.server.cors_origins = ["https://app.example"]
     with LiveServer(create_app(settings, engine)) as live:
         preflight = httpx.options(
@@ -558,8 +587,8 @@ def test_configured_cors_origin_gets_cors_headers(engine: Engine) -> None:
     assert other.status_code == 403
 
 
-def test_api_key_is_required_when_configured(engine: Engine) -> None:
-    settings = engine.settings.model_copy(deep=True)
+def test_api_key_is_required_when_configured(engine: Engine, tmp_path: Path) -> None:
+    settings = another_app_settings(engine, tmp_path)
     settings.server.api_key = "s3cret"
     with LiveServer(create_app(settings, engine)) as live:
         missing = httpx.get(f"{live.url}/v1/models")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -196,6 +197,34 @@ def test_pipeline_model_streams_progress_as_reasoning_and_the_diff_as_content(
     assert "▶ plan" in reasoning and "Review: approved" in reasoning
     assert "```diff" in content and "+    return a + b" in content
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_pipeline_model_over_the_messages_api_thinks_then_answers(live: tuple) -> None:
+    server, scripted, _ = live
+    scripted.approve_first_time()
+    client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
+    with client.messages.stream(
+        model="breakingwind", max_tokens=1024, messages=[{"role": "user", "content": TASK}]
+    ) as stream:
+        final = stream.get_final_message()
+    kinds = [block.type for block in final.content]
+    assert kinds == ["thinking", "text"]
+    assert "▶ plan" in final.content[0].thinking
+    assert "Review: approved" in final.content[0].thinking
+    assert "```diff" in final.content[1].text and "+    return a + b" in final.content[1].text
+
+
+def test_pipeline_model_over_the_responses_api_reasons_then_answers(live: tuple) -> None:
+    server, scripted, _ = live
+    scripted.approve_first_time()
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    with client.responses.stream(model="breakingwind", input=TASK) as stream:
+        kinds = {event.type for event in stream}
+        final = stream.get_final_response()
+    assert "response.reasoning_text.delta" in kinds
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert "Review: approved" in final.output[0].content[0].text
+    assert "+    return a + b" in final.output_text
 
 
 def test_screenshot_sent_to_the_pipeline_model_reaches_the_task(

@@ -10,7 +10,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from breakingwind.api import dashboard, openai_routes, tools_routes, workflow_routes
+from breakingwind.api import (
+    anthropic_routes,
+    dashboard,
+    openai_routes,
+    responses_routes,
+    tools_routes,
+    workflow_routes,
+)
 from breakingwind.api.audio import TRANSCRIPTIONS_PATH, create_transcription
 from breakingwind.api.errors import EXCEPTION_HANDLERS
 from breakingwind.api.health import health
@@ -68,6 +75,8 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *openai_routes.ROUTES,
+        *responses_routes.ROUTES,
+        *anthropic_routes.ROUTES,
         Route(TRANSCRIPTIONS_PATH, create_transcription, methods=["POST"]),
         *tools_routes.ROUTES,
         *workflow_routes.ROUTES,
@@ -89,7 +98,14 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=server.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Last-Event-ID",
+                    "x-api-key",
+                    "anthropic-version",
+                    "anthropic-beta",
+                ],
             )
         )
     middleware += [

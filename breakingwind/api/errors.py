@@ -1,7 +1,9 @@
 """Errors to HTTP: one table from exception class to status, looked up through the MRO.
 
-Every error body is OpenAI-shaped, `{"error": {"message", "type", "param", "code"}}`, on every
-route, so IDE clients show the message. No traceback ever reaches a client; unexpected exceptions
+Every error body is OpenAI-shaped, `{"error": {"message", "type", "param", "code"}}`, so IDE
+clients show the message; except on Anthropic's Messages API (/v1/messages...), whose clients
+read Anthropic's envelope, `{"type": "error", "error": {"type", "message"}}` (with our `param`
+and `code` added). No traceback ever reaches a client; unexpected exceptions
 are logged here, at the boundary.
 """
 
@@ -36,6 +38,7 @@ from breakingwind.errors import (
     QueueFull,
     RequestError,
     RequestTimeout,
+    SamplingError,
     SandboxViolation,
     StoreError,
     StructuredOutputError,
@@ -61,6 +64,7 @@ ERROR_TABLE: dict[type[BaseException], tuple[int, str, str | None]] = {
     EmptyPrompt: (400, "invalid_request_error", "empty_prompt"),
     GrammarLimitExceeded: (400, "invalid_request_error", "schema_too_large"),
     GrammarError: (400, "invalid_request_error", "invalid_schema"),
+    SamplingError: (400, "invalid_request_error", "invalid_sampling"),
     SandboxViolation: (403, "invalid_request_error", "sandbox_violation"),
     TaskNotFound: (404, "invalid_request_error", "task_not_found"),
     TaskConflict: (409, "invalid_request_error", "task_conflict"),
@@ -123,8 +127,32 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]
     return status, body, headers
 
 
-def error_response(exc: BaseException) -> Response:
+ANTHROPIC_PATH = "/v1/messages"
+# HTTP status -> Anthropic's error type (anything else is "api_error").
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """As `error_body`, in Anthropic's envelope."""
     status, body, headers = error_body(exc)
+    error = body["error"]
+    error["type"] = ANTHROPIC_TYPES.get(status, "api_error")
+    return status, {"type": "error", "error": error}, headers
+
+
+def error_response(exc: BaseException, path: str = "") -> Response:
+    """The error response for `exc` on `path`, in the shape of that route's protocol."""
+    shape = anthropic_error_body if path.startswith(ANTHROPIC_PATH) else error_body
+    status, body, headers = shape(exc)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -140,12 +168,12 @@ async def handle_breakingwind_error(request: Request, exc: Exception) -> Respons
         log.warning(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
         )
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 def _body(message: str, kind: str, param: str | None, code: str | None) -> dict[str, Any]:

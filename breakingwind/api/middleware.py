@@ -34,7 +34,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _refuse(exc: RequestError, scope: Scope, receive: Receive, send: Send) -> None:
-    await error_response(exc)(scope, receive, send)
+    await error_response(exc, scope.get("path", ""))(scope, receive, send)
 
 
 class HeaderLimits:
@@ -116,7 +116,8 @@ def _host_name(host: str) -> str:
 
 class ApiKeyAuth:
     """When an API key is configured, every route except /health and the dashboard's static
-    files (no data in them; the page itself asks for the key) needs `Bearer <key>`."""
+    files (no data in them; the page itself asks for the key) needs it, as `Bearer <key>` or in
+    an `x-api-key` header (Anthropic's clients send that)."""
 
     OPEN_PATHS = frozenset({"/health", "/"})
     OPEN_PREFIXES = ("/web/",)
@@ -132,12 +133,18 @@ class ApiKeyAuth:
         if scope["method"] == "OPTIONS":  # CORS preflights carry no credentials
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"authorization") or ""
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key):
+        if not self._authorised(scope):
             await _refuse(Unauthorized("missing or invalid API key"), scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        assert self.key is not None
+        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key):
+            return True
+        api_key = _header(scope, b"x-api-key")
+        return api_key is not None and hmac.compare_digest(api_key.strip().encode(), self.key)
 
     def _open(self, path: str) -> bool:
         return path in self.OPEN_PATHS or path.startswith(self.OPEN_PREFIXES)

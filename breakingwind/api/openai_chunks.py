@@ -67,17 +67,21 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 
 
 async def guarded(
-    chunks: AsyncIterator[bytes], what: str, close: Callable[[], Awaitable[None]] | None = None
+    chunks: AsyncIterator[bytes],
+    what: str,
+    close: Callable[[], Awaitable[None]] | None = None,
+    failure: Callable[[BaseException], bytes] = sse_error,
 ) -> AsyncIterator[bytes]:
-    """`chunks`, with a failure turned into one error data line; `close` runs at the end."""
+    """`chunks`, with a failure turned into the protocol's error event (`failure`: one OpenAI
+    error data line by default); `close` runs at the end."""
     try:
         async for chunk in chunks:
             yield chunk
     except BreakingWindError as exc:
-        yield sse_error(exc)
+        yield failure(exc)
     except Exception as exc:
         log.exception("%s stream failed", what)
-        yield sse_error(exc)
+        yield failure(exc)
     finally:
         if close is not None:
             await close()

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from breakingwind.api.model_names import agent_for_model, get_model, list_models
 from breakingwind.api.openai_chunks import Envelope, chat_completion, guarded, usage_json
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
@@ -31,59 +32,10 @@ from breakingwind.engine.output import JsonOutput, Reply
 from breakingwind.engine.types import ToolCall
 from breakingwind.errors import (
     InvalidRequest,
-    ModelNotFound,
 )
 from breakingwind.runtime import Runtime
 
 log = logging.getLogger(__name__)
-PIPELINE_MODEL = "breakingwind"
-OWNER = "breakingwind"
-
-
-# --- models --------------------------------------------------------------------------------
-
-
-def model_ids(engine: Engine) -> dict[str, str | None]:
-    """Every model id we answer to -> the agent it reaches (None: the whole pipeline)."""
-    ids: dict[str, str | None] = {PIPELINE_MODEL: None}
-    for agent in engine.agents:
-        ids[f"{PIPELINE_MODEL}-{agent}"] = agent
-    return ids
-
-
-def agent_for_model(engine: Engine, model: str) -> str | None:
-    if model in engine.agents:
-        return model
-    ids = model_ids(engine)
-    if model not in ids:
-        raise ModelNotFound(
-            f"model {model!r} does not exist; available: {', '.join(ids)}", param="model"
-        )
-    return ids[model]
-
-
-def _model_card(request: Request, model_id: str, agent: str | None) -> dict[str, Any]:
-    """An OpenAI model object; an agent's says its context, the pipeline's the folder its tasks
-    work on when a request names none (the dashboard shows it before a chat starts a task)."""
-    card: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": OWNER}
-    if agent is not None:
-        card["context_length"] = request.app.state.engine.worker(agent).n_ctx
-        card["agent"] = agent
-    else:
-        card["project"] = str(request.app.state.settings.project.root)
-    return card
-
-
-async def list_models(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
-    data = [_model_card(request, mid, agent) for mid, agent in model_ids(engine).items()]
-    return JSONResponse({"object": "list", "data": data})
-
-
-async def get_model(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
-    model_id = request.path_params["model_id"]
-    return JSONResponse(_model_card(request, model_id, agent_for_model(engine, model_id)))
 
 
 # --- chat ----------------------------------------------------------------------------------
@@ -138,15 +90,13 @@ def _chat_request(body: ChatCompletionRequest, messages: list[dict[str, Any]]) -
     return GenerationRequest(
         messages=messages,
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
         stop=body.stops,
-        seed=body.seed,
         json_output=json_output,
         tools=tools if choice != "none" else None,
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls is not False,
         ignore_eos=body.ignore_eos,
+        **body.sampling(),
     )
 
 
@@ -170,7 +120,7 @@ def _tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
 async def chat_completions(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     body = await parse_json_body(request, ChatCompletionRequest)
-    agent = agent_for_model(engine, body.model)
+    agent = agent_for_model(engine, request.app.state.settings.model_names, body.model)
     if agent is None:
         return await pipeline_chat(request, body)
     state = request.app.state
@@ -222,7 +172,7 @@ async def _chat_chunks(
 async def completions(request: Request) -> Response:
     engine: Engine = request.app.state.engine
     body = await parse_json_body(request, CompletionRequest)
-    agent = agent_for_model(engine, body.model)
+    agent = agent_for_model(engine, request.app.state.settings.model_names, body.model)
     if agent is None:
         raise InvalidRequest(
             "use an agent model (e.g. 'breakingwind-coder') for completions", param="model"
@@ -237,10 +187,8 @@ async def completions(request: Request) -> Response:
         prompt=prompt,
         suffix=body.suffix,
         max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
         stop=body.stops,
-        seed=body.seed,
+        **body.sampling(),
     )
     envelope = Envelope(f"cmpl-{uuid.uuid4().hex}", "text_completion", body.model)
     stream = await engine.stream(agent, generation)

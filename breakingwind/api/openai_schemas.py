@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from breakingwind.media.parts import ContentPart
 
@@ -95,7 +95,42 @@ class _Sampling(_Open):
     n: Literal[1] = Field(1, description="Only one choice per request is supported.")
     stop: str | list[str] | None = None
     seed: int | None = None
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[int, float] | None = Field(
+        None, description="Token id -> bias in [-100, 100] added to its logit."
+    )
+    # Extensions, as llama-server, vLLM and llama-cpp-python's server take them:
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    repeat_last_n: int | None = Field(None, ge=-1)
     ignore_eos: bool = Field(False, description="Extension (as in vLLM, llama-server).")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_in_range(cls, bias: dict[int, float] | None) -> dict[int, float] | None:
+        for token, value in (bias or {}).items():
+            if token < 0:
+                raise ValueError(f"token id {token} is negative")
+            if not -100.0 <= value <= 100.0:
+                raise ValueError(f"bias {value} for token {token} is outside [-100, 100]")
+        return bias
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling fields of the engine request (None: the agent's default)."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "repeat_last_n": self.repeat_last_n,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "logit_bias": self.logit_bias,
+            "seed": self.seed,
+        }
 
     @property
     def stops(self) -> list[str]:

@@ -27,7 +27,7 @@ from breakingwind.tasks import TaskState
 DISCONNECT_POLL_S = 1.0  # how often a non-streaming pipeline chat checks for a hang-up
 
 
-async def _task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
+async def task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
     """The last user message, read whole: screenshots and audio reach the task as text."""
     for index in range(len(body.messages) - 1, -1, -1):
         message = body.messages[index]
@@ -40,7 +40,7 @@ async def _task_text(runtime: Runtime, body: ChatCompletionRequest) -> str:
 async def pipeline_chat(request: Request, body: ChatCompletionRequest) -> Response:
     runtime: Runtime = request.app.state.runtime
     pipeline = runtime.pipeline
-    state = pipeline.submit(await _task_text(runtime, body), None, None)
+    state = pipeline.submit(await task_text(runtime, body), None, None)
     cancel_on_hangup = runtime.settings.pipeline.cancel_chat_on_disconnect
     if not body.stream:
         final = await _wait_while_connected(request, pipeline, state.task_id, cancel_on_hangup)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from breakingwind.errors import InvalidRequest, UnsupportedMediaType
 
@@ -16,6 +18,20 @@ PING = b": ping\n\n"
 DONE = b"data: [DONE]\n\n"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_line(payload: dict[str, Any]) -> bytes:
+    """A named SSE event (`event: <type>`), as the Responses and Messages APIs send them."""
+    data = json.dumps(payload, ensure_ascii=False)
+    return f"event: {payload['type']}\ndata: {data}\n\n".encode()
+
+
+def event_stream_response(
+    events: AsyncIterator[bytes], headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})}
+    )
 
 
 def data_line(payload: dict[str, Any]) -> bytes:
@@ -46,9 +62,24 @@ async def parse_json_body(request: Request, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = _dotted(first["loc"])
-        raise InvalidRequest(f"{param or 'body'}: {first['msg']}", param=param or None) from None
+        raise invalid_request(exc) from None
+
+
+def invalid_request(exc: ValidationError) -> InvalidRequest:
+    """The 400 for a validation error: of a union's alternatives, the deepest error (the one
+    that got furthest into the value) names the field."""
+    errors = exc.errors(include_url=False)
+    deepest = max(errors, key=lambda error: len(_field_path(error["loc"])))
+    param = _dotted(_field_path(deepest["loc"]))
+    return InvalidRequest(f"{param or 'body'}: {deepest['msg']}", param=param or None)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
+    """`loc` without pydantic's names of union alternatives (`str`, `list[...]`, a tag)."""
+    return [part for part in loc if isinstance(part, int) or not _UNION_BRANCH.search(part)]
+
+
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|list|dict|none)$|[\[\](){}-]")
 
 
 def lone_surrogate_at(data: Any) -> str | None:
@@ -70,7 +101,7 @@ def lone_surrogate_at(data: Any) -> str | None:
     return None
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
+def _dotted(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

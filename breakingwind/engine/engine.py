@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from breakingwind.config import AgentSettings, Settings
 from breakingwind.engine.backend import ModelBackend
@@ -218,6 +219,17 @@ class Engine:
                     raise
                 await asyncio.sleep(exc.retry_after_s)
 
+    async def count_tokens(self, agent: str, request: GenerationRequest) -> int:
+        """The prompt tokens `request` takes on `agent`'s model (rendered as for generation).
+
+        A remote backend renders on its server: 0 there."""
+        worker = self.worker(agent)
+        await worker.wait_ready()
+        prepared = await asyncio.to_thread(
+            _prepare, worker, request, self.settings, agent, False, None
+        )
+        return len(prepared.tokens)
+
     async def reply(
         self, agent: str, request: GenerationRequest, wait_for_room: bool = False
     ) -> Reply:
@@ -339,10 +351,23 @@ def _prepare(
 
 
 def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParams:
+    """The request's sampling, each field it leaves unset taken from the agent's settings."""
+
+    def pick(name: str) -> Any:
+        value = getattr(request, name)
+        return getattr(agent, name) if value is None else value
+
     return SamplingParams(
         max_tokens=request.max_tokens or agent.max_tokens,
-        temperature=agent.temperature if request.temperature is None else request.temperature,
-        top_p=agent.top_p if request.top_p is None else request.top_p,
+        temperature=pick("temperature"),
+        top_p=pick("top_p"),
+        top_k=pick("top_k"),
+        min_p=pick("min_p"),
+        repeat_penalty=pick("repeat_penalty"),
+        repeat_last_n=pick("repeat_last_n"),
+        frequency_penalty=pick("frequency_penalty"),
+        presence_penalty=pick("presence_penalty"),
+        logit_bias=tuple(sorted((request.logit_bias or {}).items())),
         seed=request.seed,
         grammar=request.grammar,
         ignore_eos=request.ignore_eos,

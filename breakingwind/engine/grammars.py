@@ -50,6 +50,7 @@ def json_schema_grammar(
     of the grammar: the converter copies them into GBNF, which has no such escapes, and llama.cpp
     would refuse the whole grammar. The output is still validated against the full schema.
     """
+    schema = _grammar_friendly(schema)
     check_schema_limits(schema, limits, param)
     schema = _without_unsupported_patterns(schema)
     grammar = json_schema_to_gbnf(json.dumps(schema)).replace(_LAX_CHAR, _STRICT_CHAR)
@@ -57,6 +58,36 @@ def json_schema_grammar(
         grammar = _ROOT_RULE.sub(f"{root_name} ::=", grammar)
     check_grammar_limits(grammar, limits, param)
     return grammar
+
+
+# Keys that describe a schema without constraining it; a schema of only these accepts any value.
+_ANNOTATIONS = frozenset(
+    {"description", "title", "default", "examples", "$comment", "deprecated", "readOnly"}
+)
+_SUBSCHEMA = ("items", "additionalProperties", "not", "contains", "propertyNames")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
+def _grammar_friendly(schema: Any) -> Any:
+    """`schema` as the converter can take it: every schema of annotations only
+    (`{"description": ...}`, any value, as tool schemas often say; the converter refuses it)
+    becomes `{}`."""
+    if not isinstance(schema, dict):
+        return schema
+    if schema and set(schema) <= _ANNOTATIONS:
+        return {}
+    out = dict(schema)
+    for key in _SUBSCHEMA:
+        if key in out:
+            out[key] = _grammar_friendly(out[key])
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_grammar_friendly(item) for item in out[key]]
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _grammar_friendly(sub) for name, sub in out[key].items()}
+    return out
 
 
 def json_output_grammar(output: JsonOutput, limits: GrammarLimits = DEFAULT_LIMITS) -> str:

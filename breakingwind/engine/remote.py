@@ -236,6 +236,7 @@ class RemoteModel:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        body.update(_sampling_options(sampling))
         if request.stop:
             body["stop"] = list(request.stop)
         if sampling.ignore_eos:
@@ -603,3 +604,25 @@ async def check_remote(backend: RemoteModel) -> tuple[bool, str]:
         f"{where}: listed, one-token round trip in {elapsed:.2f}s"
         f" ({result.usage.completion_tokens} token, n_ctx {backend.n_ctx})"
     )
+
+
+# Sampling options sent only when they differ from "off": OpenAI's own API refuses the extensions
+# (top_k, min_p, repeat_*), which vLLM, llama-server and llama-cpp-python's server take.
+_OFF = {
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repeat_penalty": 1.0,
+}
+
+
+def _sampling_options(sampling: SamplingParams) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        name: value for name, off in _OFF.items() if (value := getattr(sampling, name)) != off
+    }
+    if "repeat_penalty" in options:
+        options["repeat_last_n"] = sampling.repeat_last_n
+    if sampling.logit_bias:
+        options["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+    return options

@@ -56,6 +56,13 @@ class GenerationRequest:
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    top_k: int | None = None  # 0: off
+    min_p: float | None = None  # 0: off
+    repeat_penalty: float | None = None  # 1: off
+    repeat_last_n: int | None = None  # generated tokens the penalties look back on
+    frequency_penalty: float | None = None  # 0: off
+    presence_penalty: float | None = None  # 0: off
+    logit_bias: dict[int, float] | None = None  # token id -> bias added to its logit
     grammar: str | None = None  # GBNF; constrains every sampled token
     # The JSON schema `grammar` was built from, for backends that take a schema instead of a
     # grammar (a remote server gets it as response_format). The caller still validates.
@@ -175,6 +182,13 @@ class SamplingParams:
     top_p: float
     seed: int | None
     grammar: str | None
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    repeat_penalty: float = 1.0  # 1: off
+    repeat_last_n: int = 64  # generated tokens the penalties look back on (-1: all)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
     grammar_triggers: tuple[str, ...] = ()  # lazy grammar: constrain only after a match
     ignore_eos: bool = False  # never sample an end-of-generation token (benchmarks)
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)

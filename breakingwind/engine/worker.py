@@ -55,6 +55,7 @@ from breakingwind.errors import (
     ModelLoadError,
     ModelUnavailable,
     QueueFull,
+    SamplingError,
 )
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,13 @@ class ModelWorker:
             text, add_bos = request.prompt or "", True
         if sampling.grammar is not None:
             self._check_grammar(sampling.grammar)
+        n_vocab = self._llm.n_vocab()
+        outside = [token for token, _ in sampling.logit_bias if token >= n_vocab]
+        if outside:
+            raise SamplingError(
+                f"logit_bias names token {outside[0]}; the vocabulary has {n_vocab} tokens",
+                param="logit_bias",
+            )
         if request.prompt is not None and request.suffix is not None and self._fim_tokens:
             tokens = self._fill_in_middle(request.prompt, request.suffix)
         else:
@@ -512,9 +520,16 @@ class ModelWorker:
         return np.asarray(eog, dtype=np.intp)
 
     def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
+        """The sampler chain of one request, in llama.cpp's order: biases, grammar, penalties
+        (over the generated tokens; not under a grammar from the first token), then greedy, or
+        top-k, top-p, min-p, temperature, dist."""
         sampler = LlamaSampler()
+        n_vocab = self._llm.n_vocab()
+        bias = dict(sampling.logit_bias)
         if sampling.ignore_eos:
-            sampler.add_logit_bias(self._llm.n_vocab(), dict.fromkeys(self._eog_tokens(), -1e30))
+            bias.update(dict.fromkeys(self._eog_tokens(), -1e30))
+        if bias:
+            sampler.add_logit_bias(n_vocab, bias)
         if sampling.grammar is not None:
             grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
             if sampling.grammar_triggers:
@@ -523,11 +538,33 @@ class ModelWorker:
                 )
             else:
                 sampler.add_grammar(self._llm._model, grammar)
+        penalised = (
+            sampling.repeat_penalty != 1.0
+            or sampling.frequency_penalty != 0.0
+            or sampling.presence_penalty != 0.0
+        )
+        # Output a grammar shapes from the first token (JSON) must repeat its quotes, braces and
+        # keys; penalising them walks the model into legal but endless whitespace. A lazy
+        # grammar (tool calls offered) leaves the text before a call to the penalties.
+        constrained = sampling.grammar is not None and not sampling.grammar_triggers
+        if penalised and not constrained and sampling.repeat_last_n != 0:
+            last_n = sampling.repeat_last_n if sampling.repeat_last_n > 0 else self._llm.n_ctx()
+            sampler.add_penalties(
+                n_vocab,
+                last_n,
+                sampling.repeat_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+            )
         if sampling.temperature <= 0:
             sampler.add_greedy()
         else:
+            if sampling.top_k > 0:
+                sampler.add_top_k(sampling.top_k)
             _add_candidates(sampler)
             sampler.add_top_p(sampling.top_p, 1)
+            if sampling.min_p > 0:
+                sampler.add_min_p(sampling.min_p, 1)
             sampler.add_temp(sampling.temperature)
             sampler.add_dist(RANDOM_SEED if sampling.seed is None else sampling.seed)
         return sampler

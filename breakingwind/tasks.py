@@ -49,7 +49,9 @@ class FileChangeDraft(FileChange):
     """A FileChange as a remote model writes it, bounded for the job."""
 
     path: str = Field(min_length=1, max_length=240, description="Project-relative path.")
-    diff: str = Field(min_length=1, max_length=60_000, description="A unified diff of this file.")
+    # No maxLength: a grammar repetition that long is refused (engine.grammar.max_repeat); the
+    # coder stage's token budget bounds it.
+    diff: str = Field(min_length=1, description="A unified diff of this one file.")
     reasoning: str = Field(max_length=400)
 
 

@@ -56,7 +56,7 @@ def test_approved_first_time_completes_with_real_test_counts(harness: Harness) -
     approve_first_time(harness)
     before = project_fingerprint(harness.project)
     final, events = harness.run()
-    assert final.current_stage == "complete"
+    assert final.current_stage == "complete", final.error_message
     # Typed text needs no preprocessing: it is passed through, and the event says so.
     assert events[:3] == ["task_created", "stage_started", "stage_finished"]
     assert [e for e in events if e not in ("token", "stage_started", "stage_finished")] == [

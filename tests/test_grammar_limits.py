@@ -114,7 +114,7 @@ def test_a_schema_nested_past_the_recursion_limit_is_a_400(daemon: DaemonProcess
     daemon.assert_alive()
 
 
-@pytest.mark.parametrize("case", ["max_length", "max_items", "pattern_repeat", "enum"])
+@pytest.mark.parametrize("case", ["min_length", "enum", "deep", "properties"])
 def test_hostile_tool_parameters_are_a_400_and_the_daemon_lives(
     daemon: DaemonProcess, case: str
 ) -> None:
@@ -123,6 +123,39 @@ def test_hostile_tool_parameters_are_a_400_and_the_daemon_lives(
     response = chat(daemon, tools=tools, tool_choice="required")
     _assert_refused(response, limit, "tools[1].function")
     daemon.assert_alive()
+
+
+@pytest.mark.parametrize("case", ["max_length", "max_items", "pattern_repeat", "nested_pattern"])
+def test_tool_parameters_upper_bounds_are_left_to_the_token_cap(
+    daemon: DaemonProcess, case: str
+) -> None:
+    """A tool's maxLength/maxItems/pattern over the grammar limits is left out of the grammar
+    (coding clients declare such sanity bounds: Claude Code's tools say maxLength 524288)
+    instead of refusing the request; the grammar that reaches llama.cpp stays bounded."""
+    schema, _ = HOSTILE[case]
+    parameters = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    response = chat(daemon, tools=[_tool(parameters)], tool_choice="required")
+    assert response.status_code == 200, response.text
+    daemon.assert_alive()
+
+
+def test_relaxed_tool_schema_keeps_what_the_grammar_can_hold() -> None:
+    from breakingwind.engine.grammars import relaxed_tool_schema
+
+    limits = GrammarLimits()
+    schema = {
+        "type": "object",
+        "properties": {
+            "content": {"type": "string", "maxLength": 524_288},
+            "name": {"type": "string", "maxLength": 40, "pattern": "^[a-z]+$"},
+            "kind": {"enum": ["a", "maxLength"]},
+        },
+    }
+    relaxed = relaxed_tool_schema(schema, limits)
+    assert relaxed["properties"]["content"] == {"type": "string"}
+    assert relaxed["properties"]["name"] == schema["properties"]["name"]
+    assert relaxed["properties"]["kind"] == schema["properties"]["kind"]
+    json_schema_grammar(relaxed, limits=limits)  # within every bound now
 
 
 def test_schema_at_the_bounds_still_constrains_output(daemon: DaemonProcess) -> None:

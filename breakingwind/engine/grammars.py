@@ -105,6 +105,36 @@ def json_output_grammar(output: JsonOutput, limits: GrammarLimits = DEFAULT_LIMI
         raise GrammarError(f"unsupported JSON schema: {exc}") from None
 
 
+def relaxed_tool_schema(schema: Any, limits: GrammarLimits) -> Any:
+    """`schema` with the bounds a tool call need not be held to by the grammar left out: upper
+    bounds (maxLength, maxItems) over `limits.max_repeat` and patterns over the pattern limits.
+
+    Coding clients declare such bounds as sanity limits (Claude Code's tools say
+    `maxLength: 524288`); they only allow, never require, and the request's token cap bounds the
+    call anyway. Dropping them keeps those clients working where refusing would break them; lower
+    bounds, enums, depth and size are still checked by `check_schema_limits`.
+    """
+    if isinstance(schema, list):
+        return [relaxed_tool_schema(item, limits) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("maxLength", "maxItems") and isinstance(value, int | float):
+            if value > limits.max_repeat:
+                continue
+        elif key == "pattern" and isinstance(value, str):
+            try:
+                _check_pattern(value, "/", limits, None)
+            except GrammarLimitExceeded:
+                continue
+        elif key in _VALUE_KEYWORDS:
+            out[key] = value
+            continue
+        out[key] = relaxed_tool_schema(value, limits)
+    return out
+
+
 def check_schema_limits(schema: Any, limits: GrammarLimits, param: str | None = None) -> None:
     """Raise `GrammarLimitExceeded` if `schema` is over any of `limits` (iteratively: a schema
     nested past Python's recursion limit is refused, not crashed on)."""

@@ -57,12 +57,21 @@ def tool_call_grammar(
     """The grammar that keeps calls well-formed for `tools` under `choice`; raises
     `GrammarLimitExceeded` naming the tool whose parameters are over `limits`."""
     # Building grammars needs llama_cpp; parsing calls (below) does not, so it is imported here.
-    from breakingwind.engine.grammars import check_schema_limits, gbnf_literal, json_schema_grammar
+    from breakingwind.engine.grammars import (
+        check_schema_limits,
+        gbnf_literal,
+        json_schema_grammar,
+        relaxed_tool_schema,
+    )
 
     limits = limits or GrammarLimits()
+    functions = []
     for i, tool in enumerate(tools):
-        check_schema_limits(tool["function"].get("parameters"), limits, f"tools[{i}].function")
-    functions = [tool["function"] for tool in tools]
+        function = dict(tool["function"])
+        if function.get("parameters") is not None:
+            function["parameters"] = relaxed_tool_schema(function["parameters"], limits)
+        check_schema_limits(function.get("parameters"), limits, f"tools[{i}].function")
+        functions.append(function)
     if choice not in ("auto", "required"):
         functions = [f for f in functions if f["name"] == choice]
     alternatives = [

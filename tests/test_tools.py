@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -287,3 +288,26 @@ def test_git_in_a_removed_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(ToolFailed, match="working folder does not exist") as caught:
         git.run(["status"])
     assert str(tmp_path) not in str(caught.value)  # no host path in the message
+
+
+@pytest.mark.skipif(
+    not (shutil.which("node") and shutil.which("npm")), reason="node and npm are not installed"
+)
+def test_run_tests_counts_a_node_test_suite(tmp_path: Path) -> None:
+    """node --test prints '# cancelled 0' inside its summary block; the counts must still come
+    out (a failing JavaScript suite once read as 0 tests, which a reviewer took as green)."""
+    from tests.conftest import make_settings
+
+    project = tmp_path / "js"
+    (project / "tests").mkdir(parents=True)
+    (project / "package.json").write_text('{"name": "js", "scripts": {"test": "node --test"}}')
+    (project / "tests" / "sum.test.js").write_text(
+        "const test = require('node:test');\n"
+        "const assert = require('node:assert');\n"
+        "test('adds', () => assert.strictEqual(1 + 1, 2));\n"
+        "test('fails on purpose', () => assert.strictEqual(1 + 1, 3));\n"
+    )
+    settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(project)})
+    result = call(build_registry(settings), "run_tests")
+    assert (result.passed, result.failed) == (1, 1), result
+    assert result.results_from == "runner-output" and result.exit_code == 1

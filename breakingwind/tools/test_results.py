@@ -138,12 +138,19 @@ def from_unittest(output: str) -> Counts | None:
 _SUMMARIES = (
     # jest / vitest: "Tests:       1 failed, 2 skipped, 3 passed, 6 total"
     re.compile(r"Tests?:?\s+(?P<body>(?:\d+ \w+,?\s*)+)", re.I),
-    # node --test: "# pass 3" / "# fail 1"; mocha: "3 passing", "1 failing", "2 pending"
-    re.compile(r"(?P<body>(?:^[#ℹ] (?:pass|fail|skipped|todo) \d+\n?)+)", re.M),
+    # node --test: its summary block ("# tests 1", "# suites 0", "# pass 0", "# fail 1",
+    # "# cancelled 0", "# skipped 0", "# todo 0", "# duration_ms 109.4") matched whole
+    re.compile(
+        r"(?P<body>(?:^[#ℹ] (?:tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)"
+        r" [\d.]+\n?)+)",
+        re.M,
+    ),
+    # mocha: "3 passing", "1 failing", "2 pending"
     re.compile(r"(?P<body>(?:^\s*\d+ (?:passing|failing|pending).*\n?)+)", re.M),
 )
 _WORDS = {"passed": "passed", "pass": "passed", "passing": "passed", "failed": "failed",
-          "fail": "failed", "failing": "failed", "skipped": "skipped", "pending": "skipped",
+          "fail": "failed", "failing": "failed", "cancelled": "failed", "skipped": "skipped",
+          "pending": "skipped",
           "todo": "skipped"}  # fmt: skip
 
 

@@ -126,3 +126,12 @@ def script_approved_fix(
     models["planner"].enqueue(NO_TOOLS, plan())
     models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
     models["reviewer"].enqueue(review("approved"))
+
+
+# A first diff that applies but fixes nothing (rejected), then the fix, approved: two cycles.
+TWO_CYCLES = {
+    "preprocessor": [TASK],
+    "planner": [NO_TOOLS, plan()],
+    "coder": [NO_TOOLS, code(COMMENT_DIFF), NO_TOOLS, code(FIX_DIFF)],
+    "reviewer": [review("changes_requested", "add() still subtracts"), review("approved")],
+}

@@ -26,24 +26,13 @@ import pytest
 from tests.conftest import Daemon, _free_port, daemon_config
 from tests.pipeline_fixtures import (
     CALC,
-    COMMENT_DIFF,
-    FIX_DIFF,
     NO_TOOLS,
     TASK,
-    code,
+    TWO_CYCLES,
     make_project,
     plan,
-    review,
 )
 from tests.scripted_daemon import HANG, scripted_config, start_scripted
-
-# A first diff that applies but fixes nothing (rejected), then the fix, approved.
-TWO_CYCLES = {
-    "preprocessor": [TASK],
-    "planner": [NO_TOOLS, plan()],
-    "coder": [NO_TOOLS, code(COMMENT_DIFF), NO_TOOLS, code(FIX_DIFF)],
-    "reviewer": [review("changes_requested", "add() still subtracts"), review("approved")],
-}
 
 TASK_ID = re.compile(r"Task ([0-9a-f]{16}) started")
 

@@ -19,11 +19,13 @@ from breakingwind.engine.scripted import Hang
 from tests.conftest import LiveServer, make_settings, script_agents
 from tests.pipeline_fixtures import (
     CALC,
+    FIX_DIFF,
     NO_TOOLS,
     TASK,
+    code,
     make_project,
     plan,
-    script_approved_fix,
+    review,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,7 +98,10 @@ class Daemon:
         self.models = script_agents(engine)
 
     def script_approved_fix(self) -> None:
-        script_approved_fix(self.models, "Fix add() <img src=x id=injected> in calc.py.")
+        # Typed input skips the preprocessor's model, so the markup rides in the planner's text.
+        self.models["planner"].enqueue(f"<img src=x id=injected> {NO_TOOLS}", plan())
+        self.models["coder"].enqueue(NO_TOOLS, code(FIX_DIFF))
+        self.models["reviewer"].enqueue(review("approved"))
 
 
 def _daemon(tmp_path: Path, extra: str = "") -> Iterator[Daemon]:
@@ -272,4 +277,5 @@ def test_task_view_resumes_with_last_event_id_after_a_drop(daemon: Daemon, page:
     assert asked_after == ["0", "3"]
     sync_api.expect(page.locator("#timeline li")).to_have_count(4)
     sync_api.expect(page.locator("#reviews .box")).to_have_count(1)
-    sync_api.expect(page.locator("#streams details")).to_have_count(4)
+    # planner, coder, reviewer: typed text passes the preprocessor without a model call
+    sync_api.expect(page.locator("#streams details")).to_have_count(3)

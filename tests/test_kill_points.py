@@ -27,6 +27,7 @@ from tests.pipeline_fixtures import (
     FIX_DIFF,
     NO_TOOLS,
     TASK,
+    TWO_CYCLES,
     code,
     make_project,
     plan,
@@ -34,13 +35,8 @@ from tests.pipeline_fixtures import (
 )
 from tests.scripted_daemon import HANG, event, scripted_config, start_scripted
 
-# The uninterrupted run: a first diff that applies but fixes nothing (rejected), then the fix.
-WHOLE_RUN = {
-    "preprocessor": [TASK],
-    "planner": [NO_TOOLS, plan()],
-    "coder": [NO_TOOLS, code(COMMENT_DIFF), NO_TOOLS, code(FIX_DIFF)],
-    "reviewer": [review("changes_requested", "add() still subtracts"), review("approved")],
-}
+# The uninterrupted run (two cycles) is TWO_CYCLES.
+WHOLE_RUN = TWO_CYCLES
 # After the restart, from whichever stage it resumes: the fix, approved (twice, in case the
 # resumed review sees the first diff only and its approval is withdrawn for the failing test).
 AFTER_RESTART = {

@@ -32,6 +32,14 @@ from breakingwind.errors import ModelLoadError, ModelUnavailable
 
 
 @dataclass(frozen=True)
+class _ScriptedRequest(PreparedRequest):
+    """A prepared request that carries its original request: the engine may `replace()` fields
+    (its queue wait) after `prepare`, and a dataclass replace keeps this field."""
+
+    request: GenerationRequest | None = None
+
+
+@dataclass(frozen=True)
 class Hang:
     """An answer that never comes: the request runs until it is cancelled (timeouts, cancel)."""
 
@@ -58,7 +66,6 @@ class ScriptedModel:
         self.last_decode_tokens_per_s = 0.0
         self.requests: list[GenerationRequest] = []
         self._answers: deque[Answer] = deque()
-        self._pending: dict[int, GenerationRequest] = {}
         self._lock = asyncio.Lock()
         # Tokens each prompt is said to hold (0: none, like a remote backend); lets a test see
         # the engine announce a prompt being read, as it does for a local model.
@@ -95,14 +102,17 @@ class ScriptedModel:
     def prepare(self, request: GenerationRequest, sampling: SamplingParams) -> PreparedRequest:
         tools = request.tools if request.tool_choice != "none" else None
         tokens = [0] * self.prompt_tokens
-        prepared = PreparedRequest(
-            tokens, list(request.stop), replace(sampling), HERMES if tools else None
+        return _ScriptedRequest(
+            tokens,
+            list(request.stop),
+            replace(sampling),
+            HERMES if tools else None,
+            request=request,
         )
-        self._pending[id(prepared)] = request
-        return prepared
 
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
-        request = self._pending.pop(id(prepared))
+        assert isinstance(prepared, _ScriptedRequest) and prepared.request is not None
+        request = prepared.request
         self.requests.append(request)
         if not self._answers:
             raise ModelUnavailable(f"scripted model {self.name} has no answer left")

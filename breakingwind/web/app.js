@@ -719,6 +719,7 @@ const chat = { messages: [], controller: null, models: {} };
 // Chat starts with the coder's model: talking to the pipeline starts a coding task, so it is
 // chosen on purpose, and the note says which folder that task works on.
 const CHAT_DEFAULT_AGENT = "coder";
+const PIPELINE_MODEL = "breakingwind";
 
 async function enterChat() {
   const select = $("chat-model");
@@ -738,10 +739,12 @@ async function enterChat() {
 function showChatNote() {
   const model = chat.models[$("chat-model").value];
   const note = $("chat-note");
-  note.classList.toggle("warn", Boolean(model && !model.agent));
+  // /v1/models names the agent a model reaches; the pipeline's card says "breakingwind".
+  const pipeline = Boolean(model && (!model.agent || model.agent === PIPELINE_MODEL));
+  note.classList.toggle("warn", pipeline);
   if (!model) {
     note.textContent = "";
-  } else if (model.agent) {
+  } else if (!pipeline) {
     note.textContent = `A conversation with the ${model.agent}'s model; it reads and changes no file.`;
   } else {
     note.replaceChildren(

@@ -4,6 +4,7 @@ scripted agents on a real engine, and a live uvicorn server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 import shutil
@@ -437,3 +438,21 @@ def watch_until(
 
 def started(stage: str) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage
+
+
+EXIT_GRACE_S = 120
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the summary, give the interpreter `EXIT_GRACE_S` to exit on its own; if a leaked
+    non-daemon thread or executor job still holds it (seen once in a full run under load), print
+    every thread's stack, which names the culprit, and exit with the suite's status instead of
+    hanging CI."""
+
+    def watchdog() -> None:
+        time.sleep(EXIT_GRACE_S)
+        print("\nthe test process did not exit; its threads:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(int(exitstatus))
+
+    threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()

@@ -37,18 +37,17 @@ def test_run_prints_progress_and_the_outcome(
         env=clean_env,
     )
     assert "▶ preprocess" in proc.stdout and "▶ plan" in proc.stdout
-    # Each model call says how much it reads first; each stage ends with its agents' figures.
-    assert re.search(r"^  preprocessor is reading [\d,]+ tokens…$", proc.stdout, re.M)
+    # Typed text passes the preprocessor without a model call, and the run says so; each model
+    # call says how much it reads first; each stage ends with its agents' figures.
+    assert "(preprocess: typed text only: passed through as written" in proc.stdout
     assert re.search(r"^  planner is reading [\d,]+ tokens…$", proc.stdout, re.M)
-    assert re.search(
-        r"^  preprocessor: \d+ tokens, [\d.]+ tok/s; preprocess took", proc.stdout, re.M
-    )
+    assert re.search(r"^  planner: \d+ tokens, [\d.]+ tok/s; plan took", proc.stdout, re.M)
     assert re.search(
         r"^Outcome: (approved|failed) after .* \(task [0-9a-f]{16}\)$", proc.stdout, re.M
     )
     assert re.search(r"\(task [0-9a-f]{16}\)", proc.stdout)
     assert "llama_context:" not in proc.stderr  # llama.cpp's load chatter is not a warning
-    assert proc.returncode == (0 if "Approved after" in proc.stdout else 1)
+    assert proc.returncode == (0 if "Outcome: approved" in proc.stdout else 1)
     assert (project / "calc.py").read_text() == CALC  # no --apply, no change
     assert "Traceback" not in proc.stderr
 
@@ -66,8 +65,18 @@ def test_eval_reports_solved_over_total(
         env=clean_env,
     )
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^calc_add: (SOLVED|not solved) \(\w+, [\d.]+s\)", proc.stdout, re.M)
-    assert re.search(r"^solved [01]/1, mean [\d.]+s per task$", proc.stdout, re.M)
+    assert re.search(
+        r"^task 1/1 calc_add: (SOLVED|not solved) \(\w+, [\d.]+s, edits \d+/\d+, tests"
+        r" (run|never run), \d+ reviews\)",
+        proc.stdout,
+        re.M,
+    )
+    assert re.search(
+        r"^solved [01]/1, reached tests [01]/1, reviewed [01]/1, edits applied \S+.*"
+        r" review cycles per task, [\d.]+s per task",
+        proc.stdout,
+        re.M,
+    )
     # Its tasks went to a store of its own: a daemon started later resumes none of them.
     assert (tmp_path / "data" / "eval" / "breakingwind.sqlite3").is_file()
     assert not (tmp_path / "data" / "breakingwind.sqlite3").exists()

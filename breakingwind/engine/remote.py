@@ -249,14 +249,14 @@ class RemoteModel:
             body.update(prompt=request.prompt)
             if request.suffix is not None:
                 body["suffix"] = request.suffix
-            return RemotePrepared([], list(request.stop), sampling, None, "/completions", body)
+            return RemotePrepared([], list(request.stop), sampling, path="/completions", body=body)
         body["messages"] = request.messages
         if request.tools and request.tool_choice != "none":
             body["tools"] = request.tools
             body["tool_choice"] = _tool_choice(request.tool_choice)
             if not request.parallel_tool_calls:
                 body["parallel_tool_calls"] = False
-        return RemotePrepared([], list(request.stop), sampling, None, "/chat/completions", body)
+        return RemotePrepared([], list(request.stop), sampling, path="/chat/completions", body=body)
 
     def submit(self, prepared: PreparedRequest) -> GenerationStream:
         """Start the request on the running loop; raise `QueueFull` past the bound."""

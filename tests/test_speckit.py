@@ -45,14 +45,14 @@ def two_steps() -> str:
         {
             "task_breakdown": [
                 {
-                    "id": "b",
+                    "id": "2",
                     "description": "Document sub()",
                     "priority": "low",
-                    "dependencies": ["a"],
+                    "dependencies": ["1"],
                     "estimated_complexity": "low",
                 },
                 {
-                    "id": "a",
+                    "id": "1",
                     "description": "Make add() return a + b",
                     "priority": "high",
                     "dependencies": [],

@@ -440,6 +440,19 @@ def started(stage: str) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["event"] == "stage_started" and e["data"]["stage"] == stage
 
 
+# A raw MCP `initialize` request (JSON-RPC), for tests that speak to /mcp without the SDK client.
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "tests", "version": "0"},
+    },
+}
+
+
 EXIT_GRACE_S = 120
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from breakingwind.api.app import create_app
-from tests.conftest import LiveServer, make_settings, scripted_engine
+from tests.conftest import MCP_INITIALIZE, LiveServer, make_settings, scripted_engine
 
 JSON = st.recursive(
     st.none()
@@ -189,16 +189,7 @@ def _mcp_session(client: httpx.Client) -> str:
     response = client.post(
         "/mcp",
         headers=MCP_HEADERS,
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "fuzz", "version": "0"},
-            },
-        },
+        json=MCP_INITIALIZE,
     )
     assert response.status_code == 200, response.text
     session = response.headers["mcp-session-id"]

@@ -21,7 +21,7 @@ from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.errors import ToolInputRejected
 from breakingwind.tools.sandbox import Sandbox
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import MCP_INITIALIZE, LiveServer, make_settings
 from tests.pipeline_fixtures import FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
 
 SURROGATE = "\\ud800"  # the JSON escape, as a hostile client sends it
@@ -112,16 +112,7 @@ def test_paired_surrogates_are_an_ordinary_character(real: LiveServer) -> None:
 
 
 def test_lone_surrogate_in_an_mcp_call_is_a_json_rpc_error(real: LiveServer) -> None:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "probe", "version": "0"},
-        },
-    }
+    init = MCP_INITIALIZE
     call = {"name": "read_file", "arguments": {"path": "@"}}
     raw = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call})
     with httpx.Client(base_url=real.url, timeout=60) as client:

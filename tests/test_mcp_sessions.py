@@ -18,21 +18,12 @@ from mcp import Client
 
 from breakingwind.api.app import create_app
 from breakingwind.engine import Engine
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import MCP_INITIALIZE, LiveServer, make_settings
 
 IDLE_S = 1.0
 MAX_SESSIONS = 5
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "leaky", "version": "0"},
-    },
-}
+INITIALIZE = MCP_INITIALIZE
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 

@@ -336,6 +336,20 @@ def test_invalid_model_file_fails_that_agent_only(tmp_path: Path) -> None:
         engine.close()
 
 
+def test_closing_an_engine_that_never_started_releases_its_waiters(tmp_path: Path) -> None:
+    engine = Engine(make_settings(tmp_path))
+
+    async def wait_then_close() -> None:
+        waiting = asyncio.ensure_future(engine.worker("coder").wait_ready())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await asyncio.to_thread(engine.close)
+        with pytest.raises(ModelUnavailable, match="closed before it loaded"):
+            await asyncio.wait_for(waiting, 10)
+
+    asyncio.run(wait_then_close())
+
+
 def test_broken_file_is_not_replaced_by_the_default(tmp_path: Path) -> None:
     broken = tmp_path / "models" / "broken.gguf"
     broken.parent.mkdir(parents=True)

@@ -12,7 +12,18 @@ from breakingwind.engine.repetition import MIN_SPAN, loop_period
 from breakingwind.errors import TokenBudgetExhausted
 
 LOOP = [{"role": "user", "content": "Write the word 'ha' 300 times, separated by spaces."}]
-STARTED = "ha " * 20  # the reply begins looping; the tiny model goes on with it
+STARTED = "ha " * 20  # the reply begins looping...
+
+
+def loop_bias(engine: Engine) -> dict[int, float]:
+    """...and a bias on " ha" keeps it looping whatever this build's greedy choice would be."""
+    tokens = asyncio.run(
+        engine.worker("coder").call_with_model(
+            lambda llm: llm.tokenize(b" ha", add_bos=False, special=False)
+        )
+    )
+    assert len(tokens) == 1
+    return {tokens[0]: 100.0}
 
 
 def test_loop_period_finds_repeating_tails_only() -> None:
@@ -30,6 +41,7 @@ def generate(engine: Engine, guard: bool | None, max_tokens: int = 300):
         temperature=0,
         ignore_eos=True,
         repetition_guard=guard,
+        logit_bias=loop_bias(engine),
     )
     return asyncio.run(engine.complete("coder", request))
 
@@ -61,10 +73,16 @@ def test_a_stage_budget_caps_and_then_refuses_generation(engine: Engine) -> None
 
 
 def test_inside_a_stage_the_guard_is_on(engine: Engine) -> None:
+    bias = loop_bias(engine)
+
     async def stage() -> bool:
         with token_budget(1000):
             request = GenerationRequest(
-                messages=LOOP, assistant_prefix=STARTED, max_tokens=300, ignore_eos=True
+                messages=LOOP,
+                assistant_prefix=STARTED,
+                max_tokens=300,
+                ignore_eos=True,
+                logit_bias=bias,
             )
             return (await engine.complete("coder", request)).looped
 

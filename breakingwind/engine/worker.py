@@ -180,6 +180,9 @@ class ModelWorker:
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._settled.is_set() and not self._thread.is_alive():
+            # Never started (or died): without this, anyone in `wait_ready` waits forever.
+            self._fail(f"model {self.name} was closed before it loaded")
 
     @property
     def supports_fill_in_middle(self) -> bool:

@@ -229,6 +229,13 @@ def test_tool_calls_come_back_as_tool_calls(engine: Engine, agent: str) -> None:
     assert isinstance(json.loads(call.arguments)["path"], str)
 
 
+def test_logprobs_from_a_remote_agent_are_a_400_naming_the_field(daemon: str) -> None:
+    body = {"model": "breakingwind-coder", "messages": STORY, "max_tokens": 2, "logprobs": True}
+    response = httpx.post(f"{daemon}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "logprobs"
+
+
 def test_streamed_tool_calls_reach_an_openai_client(daemon: str) -> None:
     client = openai.OpenAI(base_url=f"{daemon}/v1", api_key="local")
     stream = client.chat.completions.create(

@@ -15,7 +15,7 @@ from typing import Any
 
 from breakingwind.api.errors import sse_error
 from breakingwind.api.sse import data_line
-from breakingwind.engine.types import Usage
+from breakingwind.engine.types import TokenLogprob, Usage
 from breakingwind.errors import BreakingWindError
 
 log = logging.getLogger(__name__)
@@ -28,14 +28,21 @@ class Envelope:
     def __init__(self, response_id: str, kind: str, model: str) -> None:
         self.head = {"id": response_id, "object": kind, "created": int(time.time()), "model": model}
 
-    def chat(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chat(
+        self,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
         """A `chat.completion.chunk` with one choice."""
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         return data_line({**self.head, "choices": [choice]})
 
-    def text(self, text: str, finish: str | None = None) -> bytes:
+    def text(
+        self, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None
+    ) -> bytes:
         """A `text_completion` chunk with one choice."""
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
         return data_line({**self.head, "choices": [choice]})
 
     def usage(self, usage: Usage) -> bytes:
@@ -44,16 +51,58 @@ class Envelope:
 
 
 def chat_completion(
-    model: str, message: dict[str, Any], finish: str, usage: Usage
+    model: str,
+    message: dict[str, Any],
+    finish: str,
+    usage: Usage,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A whole (non-streamed) `chat.completion` with one choice."""
+    choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": [choice],
         "usage": usage_json(usage),
+    }
+
+
+def token_logprobs(entries: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """Tokens' log probabilities as chat completions' `logprobs.content` and the Responses
+    API's `output_text.logprobs` both list them."""
+    return [
+        {
+            "token": entry.token,
+            "logprob": entry.logprob,
+            "bytes": list(entry.bytes),
+            "top_logprobs": [
+                {"token": alt.token, "logprob": alt.logprob, "bytes": list(alt.bytes)}
+                for alt in entry.top
+            ],
+        }
+        for entry in entries
+    ]
+
+
+def chat_logprobs(entries: list[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's `logprobs` object."""
+    return {"content": token_logprobs(entries), "refusal": None}
+
+
+def text_logprobs(entries: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """A legacy completion choice's `logprobs` object; `offset`: where the first token's text
+    starts in the choice's text."""
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.token)
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [{alt.token: alt.logprob for alt in entry.top} for entry in entries],
+        "text_offset": offsets,
     }
 
 

@@ -16,7 +16,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from breakingwind.api.model_names import agent_for_model, get_model, list_models
-from breakingwind.api.openai_chunks import Envelope, chat_completion, guarded, usage_json
+from breakingwind.api.openai_chunks import (
+    Envelope,
+    chat_completion,
+    chat_logprobs,
+    guarded,
+    text_logprobs,
+    usage_json,
+)
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -96,6 +103,7 @@ def _chat_request(body: ChatCompletionRequest, messages: list[dict[str, Any]]) -
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls is not False,
         ignore_eos=body.ignore_eos,
+        logprobs=body.logprobs_asked,
         **body.sampling(),
     )
 
@@ -138,7 +146,10 @@ async def chat_completions(request: Request) -> Response:
         message["tool_calls"] = _tool_calls_json(result.tool_calls)
     elif message["content"] is None:
         message["content"] = ""
-    return JSONResponse(chat_completion(body.model, message, result.finish_reason, result.usage))
+    logprobs = chat_logprobs(result.logprobs or []) if body.logprobs else None
+    return JSONResponse(
+        chat_completion(body.model, message, result.finish_reason, result.usage, logprobs)
+    )
 
 
 async def _chat_chunks(
@@ -149,8 +160,9 @@ async def _chat_chunks(
         if chunk is None:
             yield PING
             continue
-        if chunk.content:
-            yield envelope.chat({"content": chunk.content})
+        logprobs = chat_logprobs(chunk.logprobs) if body.logprobs else None
+        if chunk.content or (logprobs and chunk.logprobs):
+            yield envelope.chat({"content": chunk.content} if chunk.content else {}, None, logprobs)
         for call in chunk.tool_calls:
             head = {"index": call.index, "id": call.id, "type": "function"}
             yield envelope.chat(
@@ -188,6 +200,7 @@ async def completions(request: Request) -> Response:
         suffix=body.suffix,
         max_tokens=body.max_tokens,
         stop=body.stops,
+        logprobs=body.logprobs,
         **body.sampling(),
     )
     envelope = Envelope(f"cmpl-{uuid.uuid4().hex}", "text_completion", body.model)
@@ -203,15 +216,11 @@ async def completions(request: Request) -> Response:
     async with stream:
         result = await stream.collect()
     text = prompt + result.text if body.echo else result.text
-    return JSONResponse(
-        {
-            **envelope.head,
-            "choices": [
-                {"index": 0, "text": text, "logprobs": None, "finish_reason": result.finish_reason}
-            ],
-            "usage": usage_json(result.usage),
-        }
-    )
+    logprobs = None
+    if body.logprobs is not None:
+        logprobs = text_logprobs(result.logprobs or [], len(prompt) if body.echo else 0)
+    choice = {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
+    return JSONResponse({**envelope.head, "choices": [choice], "usage": usage_json(result.usage)})
 
 
 async def _completion_chunks(
@@ -221,10 +230,19 @@ async def _completion_chunks(
     prompt: str,
     keepalive_s: float,
 ) -> AsyncIterator[bytes]:
+    offset = 0
     if body.echo:
         yield envelope.text(prompt)
+        offset = len(prompt)
     async for item in stream.deltas(keepalive_s):
-        yield PING if item is None else envelope.text(item)
+        if item is None:
+            yield PING
+            continue
+        logprobs = None
+        if body.logprobs is not None:
+            logprobs = text_logprobs(stream.take_logprobs(), offset)
+            offset += sum(len(token) for token in logprobs["tokens"])
+        yield envelope.text(item, None, logprobs)
     result = stream.result
     assert result is not None
     yield envelope.text("", result.finish_reason)

@@ -1,6 +1,6 @@
 """Request bodies of the OpenAI-compatible routes.
 
-Unknown fields (`user`, `logprobs`, `reasoning_effort`, `metadata`, ...) are accepted and ignored:
+Unknown fields (`user`, `reasoning_effort`, `metadata`, ...) are accepted and ignored:
 IDE clients send many, and a 400 for one of them breaks the client.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from breakingwind.media.parts import ContentPart
 
@@ -151,6 +151,20 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, top: int | None, info: ValidationInfo) -> int | None:
+        if top is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return top
+
+    @property
+    def logprobs_asked(self) -> int | None:
+        """Alternatives per token for the engine (None: no log probabilities)."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
@@ -158,3 +172,4 @@ class CompletionRequest(_Sampling):
     max_tokens: int = Field(16, ge=1)
     echo: bool = False
     suffix: str | None = None
+    logprobs: int | None = Field(None, ge=0, le=5, description="Legacy: alternatives per token.")

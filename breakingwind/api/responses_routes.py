@@ -30,7 +30,7 @@ from breakingwind.api.chat_core import (
 )
 from breakingwind.api.errors import error_body
 from breakingwind.api.model_names import agent_for_model
-from breakingwind.api.openai_chunks import guarded
+from breakingwind.api.openai_chunks import guarded, token_logprobs
 from breakingwind.api.openai_schemas import ChatCompletionRequest
 from breakingwind.api.responses_schemas import NamedFunctionChoice, ResponsesRequest
 from breakingwind.api.sse import PING, event_line, event_stream_response, parse_json_body
@@ -83,6 +83,8 @@ def chat_request(body: ResponsesRequest) -> ChatCompletionRequest:
         "top_p": body.top_p,
         "parallel_tool_calls": body.parallel_tool_calls,
     }
+    if body.wants_logprobs:
+        fields.update(logprobs=True, top_logprobs=body.top_logprobs or 0)
     extra = body.model_extra or {}
     fields.update({name: extra[name] for name in SAMPLING_EXTENSIONS if name in extra})
     tools = [_function_tool(tool, f"tools[{i}]") for i, tool in enumerate(body.tools or [])]
@@ -242,8 +244,10 @@ def _dumped(value: Any) -> Any:
     return value.model_dump() if hasattr(value, "model_dump") else value
 
 
-def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+def _message_item(
+    text: str, status: str = "completed", logprobs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}]
     return {
         "id": f"msg_{uuid.uuid4().hex}",
         "type": "message",
@@ -306,7 +310,8 @@ async def responses(request: Request) -> Response:
         return event_stream_response(events)
     result = await engine.complete(agent, generation)
     if result.text or not result.tool_calls:
-        response.output.append(_message_item(result.text))
+        logprobs = token_logprobs(result.logprobs or [])
+        response.output.append(_message_item(result.text, logprobs=logprobs))
     response.output += [_call_item(call) for call in result.tool_calls]
     return JSONResponse(response.finished(result))
 
@@ -321,6 +326,7 @@ class _TextItem:
         self.response = response
         self.kind = kind  # "message" or "reasoning"
         self.parts: list[str] = []
+        self.logprobs: list[dict[str, Any]] = []
         self.index = len(response.output)
         self.item = _message_item("", "in_progress") if kind == "message" else _reasoning_item("")
         if kind == "reasoning":
@@ -334,11 +340,12 @@ class _TextItem:
             r.event("response.content_part.added", part=part, **self._where()),
         ]
 
-    def delta(self, text: str) -> bytes:
+    def delta(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> bytes:
         self.parts.append(text)
         if self.kind == "message":
+            self.logprobs += logprobs or []
             return self.response.event(
-                "response.output_text.delta", delta=text, logprobs=[], **self._where()
+                "response.output_text.delta", delta=text, logprobs=logprobs or [], **self._where()
             )
         return self.response.event("response.reasoning_text.delta", delta=text, **self._where())
 
@@ -346,7 +353,7 @@ class _TextItem:
         r, text = self.response, "".join(self.parts)
         part = self._part(text)
         done_kind = "output_text" if self.kind == "message" else "reasoning_text"
-        extra = {"logprobs": []} if self.kind == "message" else {}
+        extra = {"logprobs": self.logprobs} if self.kind == "message" else {}
         self.item["content"] = [part]
         if self.kind == "message":
             self.item["status"] = "completed"
@@ -358,7 +365,8 @@ class _TextItem:
 
     def _part(self, text: str) -> dict[str, Any]:
         if self.kind == "message":
-            return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            logprobs = self.logprobs if text else []
+            return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
         return {"type": "reasoning_text", "text": text}
 
     def _where(self) -> dict[str, Any]:
@@ -422,7 +430,7 @@ async def _chat_events(
                 text = _TextItem(response, "message")
                 for line in text.open():
                     yield line
-            yield text.delta(chunk.content)
+            yield text.delta(chunk.content, token_logprobs(chunk.logprobs))
         for call in chunk.tool_calls:
             if text is not None:
                 for line in text.close():

@@ -1,7 +1,7 @@
 """Request body of OpenAI's Responses API (/v1/responses), as Codex CLI and the Agents SDK send it.
 
 Stateless: `store` is accepted, `previous_response_id` is refused (clients resend the history).
-Unknown fields (`include`, `truncation`, `prompt_cache_key`, `user`, ...) are accepted and ignored.
+Unknown fields (`truncation`, `prompt_cache_key`, `user`, ...) are accepted and ignored.
 Input items are kept as loose dicts here and read one by one in `responses_routes`, so that an
 item of a kind we do not serve gets an error naming it rather than a wall of union errors.
 """
@@ -39,6 +39,9 @@ class TextOptions(_Open):
     format: TextFormat | None = None
 
 
+LOGPROBS = "message.output_text.logprobs"
+
+
 class ResponsesRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]]
@@ -52,5 +55,11 @@ class ResponsesRequest(_Open):
     text: TextOptions | None = None
     reasoning: dict[str, Any] | None = None  # accepted: a local model reasons as it is made to
     stream: bool = False
+    include: list[str] | None = None  # "message.output_text.logprobs" is served; others ignored
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     store: bool | None = None
     previous_response_id: str | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return LOGPROBS in (self.include or []) or self.top_logprobs is not None

@@ -26,10 +26,17 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from breakingwind.engine.logprobs import LogprobReader
 from breakingwind.engine.lookup import PromptLookup
 from breakingwind.engine.repetition import MIN_SPAN, loop_period
 from breakingwind.engine.stops import StopMatcher
-from breakingwind.engine.types import FinishReason, GenerationResult, Timings, Usage
+from breakingwind.engine.types import (
+    FinishReason,
+    GenerationResult,
+    Timings,
+    TokenLogprob,
+    Usage,
+)
 from breakingwind.errors import GenerationFailed
 
 
@@ -86,6 +93,7 @@ class Sequence:
         cached: int,
         budget: int,
         argmax_mask: np.ndarray | None = None,
+        logprobs: LogprobReader | None = None,
     ) -> None:
         prepared = job.prepared
         self.job = job
@@ -108,6 +116,8 @@ class Sequence:
         )
         self.drafted = self.accepted = 0
         self.guard = prepared.sampling.repetition_guard
+        self.reader = logprobs  # set when the request asked for log probabilities
+        self.logprobs: list[TokenLogprob] = []
         self.looped = False
         self.matcher = StopMatcher(prepared.stop)
         self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -192,7 +202,9 @@ class Batcher:
         slot.busy = True
         sampling = job.prepared.sampling
         sampler = make_sampler(sampling)
-        seq = Sequence(job, slot, sampler, keep, budget, self._argmax_mask(sampling, sampler))
+        reader = LogprobReader(self._piece, sampling.logprobs) if sampling.logprobs >= 0 else None
+        mask = self._argmax_mask(sampling, sampler)
+        seq = Sequence(job, slot, sampler, keep, budget, mask, reader)
         self.active.append(seq)
         return seq
 
@@ -310,11 +322,17 @@ class Batcher:
         clock = time.perf_counter
         for i in range(len(draft) + 1):
             started = clock()
+            row = seq.out_index + i
+            logprobs = seq.reader.log_softmax(self._logits(row)) if seq.reader else None
             if seq.argmax_mask is not None:
-                token = self._argmax(seq.out_index + i, seq.argmax_mask)
+                token = self._argmax(row, seq.argmax_mask)
             else:
-                token = sample(sampler, self._ctx, seq.out_index + i)
+                token = sample(sampler, self._ctx, row)
             sampled = clock()
+            if logprobs is not None and not self._is_stop(token):
+                entry = seq.reader.entry(logprobs, token)  # type: ignore[union-attr]
+                seq.logprobs.append(entry)
+                seq.job.emit(entry)  # before its text, so a stream's chunk carries both
             finish = self._accept(seq, token)
             profile.sampled += 1
             profile.sample_s += sampled - started
@@ -331,14 +349,18 @@ class Batcher:
             seq.draft = []
             return
 
+    def _logits(self, row: int) -> np.ndarray:
+        """The logits of batch `row`, in place (valid until the next decode)."""
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, row)
+        if not pointer:
+            raise GenerationFailed(f"no logits for batch row {row}")
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+
     def _argmax(self, row: int, mask: np.ndarray) -> int:
         """Greedy on the logits row itself: the first highest logit, as llama.cpp's greedy
         sampler picks it, with `mask`'s tokens ruled out (the row is ours until the next
         decode)."""
-        pointer = llama_cpp.llama_get_logits_ith(self._ctx, row)
-        if not pointer:
-            raise GenerationFailed(f"no logits for batch row {row}")
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        logits = self._logits(row)
         if mask.size:
             logits[mask] = -np.inf
         return int(logits.argmax())
@@ -397,6 +419,7 @@ class Batcher:
                 ),
                 model=self._model,
                 looped=seq.looped,
+                logprobs=seq.logprobs if seq.reader else None,
             ),
         )
 

@@ -373,6 +373,7 @@ def _sampling(request: GenerationRequest, agent: AgentSettings) -> SamplingParam
         ignore_eos=request.ignore_eos,
         draft_tokens=agent.draft_tokens,
         draft_ngram=agent.draft_ngram,
+        logprobs=-1 if request.logprobs is None else request.logprobs,
     )
 
 

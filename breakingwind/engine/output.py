@@ -20,7 +20,7 @@ import jsonschema
 
 from breakingwind.engine.stream import GenerationStream
 from breakingwind.engine.tool_calls import ToolCallParser
-from breakingwind.engine.types import GenerationResult, ToolCall
+from breakingwind.engine.types import GenerationResult, TokenLogprob, ToolCall
 from breakingwind.errors import InvalidRequest, StructuredOutputError
 from breakingwind.prompts import render_prompt
 
@@ -84,11 +84,13 @@ def retry_messages(
 @dataclass
 class ReplyChunk:
     """One piece of a streamed reply: `content` for the user, tool calls completed by this piece,
-    and `text`, the raw generated text it came from (progress displays show that)."""
+    `text`, the raw generated text it came from (progress displays show that), and the log
+    probabilities of the tokens generated since the last piece (when asked for)."""
 
     content: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class Reply:
@@ -119,17 +121,19 @@ class Reply:
                 yield None
                 continue
             chunk = self._parsed(text)
-            if chunk.content or chunk.tool_calls or chunk.text:
+            chunk.logprobs = self._stream.take_logprobs()
+            if chunk.content or chunk.tool_calls or chunk.text or chunk.logprobs:
                 yield chunk
         raw = self._stream.result
         assert raw is not None
         tail = self._parser.finish() if self._parser else None
         # A backend that receives calls as such (a remote server) hands them over in the result.
         late_calls = [*(tail.calls if tail else []), *raw.tool_calls]
-        if tail is not None and tail.content or late_calls:
+        logprobs = self._stream.take_logprobs()  # of tokens whose text a stop string held back
+        if tail is not None and tail.content or late_calls or logprobs:
             content = tail.content if tail is not None else ""
             self._content.append(content)
-            yield ReplyChunk(content=content, tool_calls=late_calls)
+            yield ReplyChunk(content=content, tool_calls=late_calls, logprobs=logprobs)
         self.result = self._final(raw)
         if self._json_output is not None and self.result.finish_reason != "length":
             self.problem = self._json_output.problems(self.result.text)

@@ -64,6 +64,7 @@ from breakingwind.errors import (
     BackendTimeout,
     BackendUnavailable,
     GrammarError,
+    InvalidRequest,
     ModelLoadError,
     ModelUnavailable,
     QueueFull,
@@ -243,6 +244,11 @@ class RemoteModel:
             body["ignore_eos"] = True  # vLLM's extension; other servers ignore it
         if request.grammar is not None and request.json_schema is None:
             raise GrammarError("a GBNF grammar cannot be sent to a remote server; give a schema")
+        if sampling.logprobs >= 0:
+            raise InvalidRequest(
+                "log probabilities come from local models only; this agent's model is remote",
+                param="logprobs",
+            )
         if request.json_schema is not None:
             body.update(self._response_format(request.json_schema))
         if request.messages is None:

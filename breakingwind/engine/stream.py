@@ -11,7 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from breakingwind.engine.types import GenerationResult, PreparedRequest, ToolCallFormat
+from breakingwind.engine.types import (
+    GenerationResult,
+    PreparedRequest,
+    TokenLogprob,
+    ToolCallFormat,
+)
 
 
 class Job:
@@ -38,11 +43,16 @@ _SILENCE = object()  # put in a stream's queue by the keep-alive timer
 
 
 class GenerationStream:
-    """Async iterator of text deltas; `result` holds usage and timings once it is exhausted."""
+    """Async iterator of text deltas; `result` holds usage and timings once it is exhausted.
+
+    When the request asked for log probabilities, each token's entry arrives just before its
+    text; `take_logprobs()` hands over those that came since the last call.
+    """
 
     def __init__(self, job: Job, tool_format: ToolCallFormat | None = None) -> None:
         self._job = job
         self._done = False
+        self._logprobs: list[TokenLogprob] = []
         self.result: GenerationResult | None = None
         self.tool_format = tool_format  # when set, the text may hold tool calls in this format
 
@@ -58,6 +68,9 @@ class GenerationStream:
             self.cancel()
             raise
         if item is _SILENCE:
+            return await self.__anext__()
+        if isinstance(item, TokenLogprob):
+            self._logprobs.append(item)
             return await self.__anext__()
         if isinstance(item, str):
             return item
@@ -83,6 +96,9 @@ class GenerationStream:
                 if item is _SILENCE:
                     yield None
                     continue
+                if isinstance(item, TokenLogprob):
+                    self._logprobs.append(item)
+                    continue
                 if not isinstance(item, str):
                     self._finish(item)
                     return
@@ -91,6 +107,8 @@ class GenerationStream:
                     more = queue.get_nowait()
                     if isinstance(more, str):
                         parts.append(more)
+                    elif isinstance(more, TokenLogprob):
+                        self._logprobs.append(more)
                     elif more is not _SILENCE:
                         yield "".join(parts)
                         self._finish(more)
@@ -99,6 +117,11 @@ class GenerationStream:
         except (asyncio.CancelledError, GeneratorExit):
             self.cancel()
             raise
+
+    def take_logprobs(self) -> list[TokenLogprob]:
+        """The token log probabilities received since the last call."""
+        taken, self._logprobs = self._logprobs, []
+        return taken
 
     def _finish(self, item: Any) -> None:
         self._done = True

@@ -41,6 +41,17 @@ class ToolCallFormat:
         return f"{self.open}{body}{self.close}"
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: its text, its bytes, its log probability under the model (the
+    logits before any sampler), and the most likely tokens at its place (`top`, best first)."""
+
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+    top: tuple[TokenLogprob, ...] = ()
+
+
 @dataclass
 class GenerationRequest:
     """One generation: chat `messages` (rendered with the model's template) or a raw `prompt`.
@@ -78,6 +89,9 @@ class GenerationRequest:
     # None: on inside a pipeline stage's token budget (engine/budget.py), else
     # engine.repetition_guard (off by default: the /v1 API).
     repetition_guard: bool | None = None
+    # Report each generated token's log probability and this many likeliest alternatives
+    # (0-20); None: none. Local models only (`GenerationResult.logprobs`, and streamed).
+    logprobs: int | None = None
     # With `messages`: text the assistant's reply already begins with (rendered after the
     # template's generation prompt, prefilled, not generated). Local models only.
     assistant_prefix: str = ""
@@ -125,6 +139,7 @@ class GenerationResult:
     model: str
     tool_calls: list[ToolCall] = field(default_factory=list)
     looped: bool = False  # the repetition guard ended it (finish_reason is "stop")
+    logprobs: list[TokenLogprob] | None = None  # when the request asked for them
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -194,6 +209,7 @@ class SamplingParams:
     draft_tokens: int = 0  # prompt-lookup speculative decoding: tokens drafted per step (0: off)
     draft_ngram: int = 3  # longest n-gram matched against the prompt and output to draft
     repetition_guard: bool = False  # stop when the output loops (engine/repetition.py)
+    logprobs: int = -1  # alternatives reported per token (-1: no log probabilities at all)
 
 
 @dataclass(frozen=True)

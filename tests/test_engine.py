@@ -10,6 +10,7 @@ from typing import Any
 
 import llama_cpp
 import pytest
+from llama_cpp import LlamaGrammar
 from llama_cpp._internals import LlamaSampler
 
 from breakingwind.engine import Engine, GenerationRequest
@@ -438,23 +439,72 @@ def test_pipeline_work_waits_out_a_full_queue(tmp_path: Path) -> None:
         engine.close()
 
 
-def _chain_greedy_tokens(llm: Any, prompt: list[int], n_tokens: int) -> list[int]:
-    """Greedy tokens through llama.cpp's own sampler chain (EOG ruled out by a logit bias)."""
+def _chain_greedy_tokens(
+    llm: Any, prompt: list[int], n_tokens: int, grammar: str | None = None
+) -> list[int]:
+    """Greedy tokens through llama.cpp's own sampler chain: EOG ruled out by a logit bias, or,
+    with `grammar`, the grammar first in the chain (matched against the whole vocabulary)."""
     llm.n_tokens = 0
     llm._ctx.kv_cache_clear()
     llm.eval(prompt)
     sampler = LlamaSampler()
-    sampler.add_logit_bias(llm.n_vocab(), dict.fromkeys(eog_tokens(llm), -1e30))
+    if grammar is None:
+        sampler.add_logit_bias(llm.n_vocab(), dict.fromkeys(eog_tokens(llm), -1e30))
+    else:
+        sampler.add_grammar(llm._model, LlamaGrammar.from_string(grammar, verbose=False))
     sampler.add_greedy()
     tokens = []
     try:
         for _ in range(n_tokens):
             token = llama_cpp.llama_sampler_sample(sampler.sampler, llm._ctx.ctx, -1)
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                break
             tokens.append(token)
             llm.eval([token])
     finally:
         sampler.close()
     return tokens
+
+
+# Digits and vowels only: the model's own first choice is refused at almost every step.
+REFUSING_GRAMMAR = 'root ::= [0-9aeiou ]{8,30} "."'
+
+
+def test_a_grammar_checked_after_the_pick_chooses_as_a_grammar_in_the_chain(
+    engine: Engine,
+) -> None:
+    worker = engine.worker("coder")
+    sampling = SamplingParams(
+        max_tokens=40, temperature=0, top_p=1, seed=None, grammar=REFUSING_GRAMMAR
+    )
+    prepared = worker.prepare(chat("Write a long story about a dragon."), sampling)
+
+    async def run() -> tuple[str, list[int]]:
+        await worker.clear_cache()
+        result = await worker.submit(prepared).collect()
+        chain = await worker.call_with_model(
+            lambda llm: _chain_greedy_tokens(llm, prepared.tokens, 40, REFUSING_GRAMMAR)
+        )
+        await worker.clear_cache()
+        return result.text, chain
+
+    text, chain = asyncio.run(run())
+    expected = b"".join(worker._piece(token) for token in chain).decode(errors="replace")
+    assert text == expected and text.endswith(".")
+    assert set(text[:-1]) <= set("0123456789aeiou ")
+
+
+def test_a_sampled_grammar_output_keeps_to_the_grammar(engine: Engine) -> None:
+    request = chat(
+        "Write a long story about a dragon.",
+        grammar=REFUSING_GRAMMAR,
+        temperature=0.9,
+        seed=7,
+        max_tokens=40,
+    )
+    for _ in range(3):
+        text = asyncio.run(engine.complete("coder", request)).text
+        assert text.endswith(".") and set(text[:-1]) <= set("0123456789aeiou ")
 
 
 def test_greedy_argmax_picks_what_the_sampler_chain_picks(engine: Engine) -> None:

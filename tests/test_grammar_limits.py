@@ -114,6 +114,15 @@ def test_a_schema_nested_past_the_recursion_limit_is_a_400(daemon: DaemonProcess
     daemon.assert_alive()
 
 
+def test_a_pattern_python_cannot_compile_is_a_400(daemon: DaemonProcess) -> None:
+    # found by the fuzzer below: Python's re overflows on the count while checking the schema
+    schema = {"type": "string", "pattern": "a{1000000000000}"}
+    response = chat(daemon, response_format=_response_format(schema))
+    assert response.status_code == 400, response.text
+    assert "invalid JSON schema" in response.json()["error"]["message"]
+    daemon.assert_alive()
+
+
 @pytest.mark.parametrize("case", ["min_length", "enum", "deep", "properties"])
 def test_hostile_tool_parameters_are_a_400_and_the_daemon_lives(
     daemon: DaemonProcess, case: str

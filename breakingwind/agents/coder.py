@@ -206,7 +206,7 @@ class EditSession:
         start, end = 1, 0
         if total:
             lines = file_lines(text)[:total]
-            shown = _lines_within(lines, char_budget(self.n_ctx, 0.25))
+            shown = lines_within(lines, char_budget(self.n_ctx, 0.25))
             prompt = render_prompt(
                 "coder_range.md",
                 path=path,
@@ -285,7 +285,7 @@ class EditSession:
         )
 
 
-def _lines_within(lines: list[str], budget: int) -> int:
+def lines_within(lines: list[str], budget: int) -> int:
     """How many leading lines fit in `budget` characters (at least one)."""
     used = 0
     for count, line in enumerate(lines):

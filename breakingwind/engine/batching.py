@@ -29,6 +29,7 @@ import numpy as np
 from breakingwind.engine.logprobs import LogprobReader
 from breakingwind.engine.lookup import PromptLookup
 from breakingwind.engine.repetition import MIN_SPAN, loop_period
+from breakingwind.engine.request_sampler import RequestSampler
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import (
     FinishReason,
@@ -50,6 +51,7 @@ class StepProfile:
     steps: int = 0
     rows: int = 0  # batch rows decoded (generated tokens, drafts and prompt tokens)
     sampled: int = 0  # tokens sampled
+    refused: int = 0  # picks an eager grammar refused (the whole vocabulary then went through it)
     build_s: float = 0.0  # filling the batch (drafts included)
     decode_s: float = 0.0  # inside llama_decode: graph build and launch (all of it on the CPU)
     device_wait_s: float = 0.0  # llama_synchronize: waiting for the device to finish the step
@@ -89,19 +91,15 @@ class Sequence:
         self,
         job: Any,
         slot: Slot,
-        sampler: Any,
+        sampler: RequestSampler,
         cached: int,
         budget: int,
-        argmax_mask: np.ndarray | None = None,
         logprobs: LogprobReader | None = None,
     ) -> None:
         prepared = job.prepared
         self.job = job
         self.slot = slot
-        self.sampler = sampler
-        # a plain greedy chain: the argmax of the logits row with these tokens ruled out picks
-        # the same token, without copying the vocabulary into the chain's candidate array
-        self.argmax_mask = argmax_mask
+        self.sampler: RequestSampler = sampler
         self.prompt_len = len(prepared.tokens)
         self.history = list(prepared.tokens)  # prompt + generated; the last one may await decode
         self.cached = cached
@@ -146,7 +144,6 @@ class Batcher:
         is_stop: Callable[[int], bool],
         model: str,
         on_finish: Callable[[Sequence, GenerationResult], None],
-        argmax_mask: Callable[[Any, Any], np.ndarray | None] = lambda sampling, sampler: None,
     ) -> None:
         self._llm = llm
         self._ctx = llm._ctx.ctx
@@ -159,7 +156,6 @@ class Batcher:
         self._is_stop = is_stop
         self._on_finish = on_finish
         self._model = model
-        self._argmax_mask = argmax_mask
         self._n_vocab = llm.n_vocab()
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.profile = StepProfile()
@@ -171,7 +167,7 @@ class Batcher:
 
     # --- admission -------------------------------------------------------------------------
 
-    def admit(self, job: Any, make_sampler: Callable[[Any], Any]) -> Sequence | None:
+    def admit(self, job: Any, make_sampler: Callable[[Any], RequestSampler]) -> Sequence | None:
         """Start `job` in a free slot, or return None when no slot or KV room is free.
 
         The slot is one whose whole cache is a prefix of the prompt (a follow-up turn: nothing is
@@ -203,8 +199,7 @@ class Batcher:
         sampling = job.prepared.sampling
         sampler = make_sampler(sampling)
         reader = LogprobReader(self._piece, sampling.logprobs) if sampling.logprobs >= 0 else None
-        mask = self._argmax_mask(sampling, sampler)
-        seq = Sequence(job, slot, sampler, keep, budget, mask, reader)
+        seq = Sequence(job, slot, sampler, keep, budget, reader)
         self.active.append(seq)
         return seq
 
@@ -316,19 +311,17 @@ class Batcher:
     def _sample(self, seq: Sequence, draft: list[int], base: int) -> None:
         """Sample the next token(s) of `seq` (the KV holds `history[:base]` and `draft`); keep
         drafted tokens while the sampler picks them, drop the KV of the rest."""
-        sample = llama_cpp.llama_sampler_sample
-        sampler = seq.sampler.sampler
         profile = self.profile
         clock = time.perf_counter
         for i in range(len(draft) + 1):
             started = clock()
             row = seq.out_index + i
-            logprobs = seq.reader.log_softmax(self._logits(row)) if seq.reader else None
-            if seq.argmax_mask is not None:
-                token = self._argmax(row, seq.argmax_mask)
-            else:
-                token = sample(sampler, self._ctx, row)
+            logits = self._logits(row)
+            logprobs = seq.reader.log_softmax(logits) if seq.reader else None  # before any mask
+            refused = seq.sampler.refused
+            token = seq.sampler.sample(self._ctx, row, logits)
             sampled = clock()
+            profile.refused += seq.sampler.refused - refused
             if logprobs is not None and not self._is_stop(token):
                 entry = seq.reader.entry(logprobs, token)  # type: ignore[union-attr]
                 seq.logprobs.append(entry)
@@ -355,15 +348,6 @@ class Batcher:
         if not pointer:
             raise GenerationFailed(f"no logits for batch row {row}")
         return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
-
-    def _argmax(self, row: int, mask: np.ndarray) -> int:
-        """Greedy on the logits row itself: the first highest logit, as llama.cpp's greedy
-        sampler picks it, with `mask`'s tokens ruled out (the row is ours until the next
-        decode)."""
-        logits = self._logits(row)
-        if mask.size:
-            logits[mask] = -np.inf
-        return int(logits.argmax())
 
     def _accept(self, seq: Sequence, token: int) -> FinishReason | None:
         """Emit `token`'s text; return why the sequence ends, if it does."""

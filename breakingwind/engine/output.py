@@ -44,6 +44,8 @@ class JsonOutput:
                 raise InvalidRequest(f"invalid JSON schema: {exc.message}") from None
             except RecursionError:  # the metaschema check recurses once per nested level
                 raise InvalidRequest("invalid JSON schema: nested too deeply") from None
+            except OverflowError as exc:  # e.g. Python's re, compiling a pattern's `a{10**12}`
+                raise InvalidRequest(f"invalid JSON schema: {exc}") from None
 
     @property
     def json_schema(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from breakingwind.engine.batching import Batcher, Sequence, StepProfile
 from breakingwind.engine.chat_template import ChatTemplate
 from breakingwind.engine.gguf_file import GGUFInfo, inspect_gguf
 from breakingwind.engine.grammars import DEFAULT_LIMITS, check_grammar_limits
+from breakingwind.engine.request_sampler import GrammarCheck, RequestSampler
 from breakingwind.engine.stream import GenerationStream, Job
 from breakingwind.engine.tool_calls import tool_call_grammar
 from breakingwind.engine.types import (
@@ -483,7 +484,6 @@ class ModelWorker:
             self._is_stop_token,
             self.name,
             self._finished,
-            self._argmax_mask,
         )
         layers = self.spec.n_gpu_layers if self.spec.n_gpu_layers >= 0 else info.n_layers + 1
 
@@ -511,10 +511,10 @@ class ModelWorker:
             self._llm = None
 
     def _argmax_mask(self, sampling: SamplingParams, sampler: LlamaSampler) -> np.ndarray | None:
-        """For a chain that is plain greedy (no grammar, nothing but the `ignore_eos` bias before
-        it), the tokens an argmax of the logits must skip; None for any other chain. Counting the
-        chain's samplers keeps any sampler added to `_sampler` (penalties...) on the chain."""
-        if sampling.temperature > 0 or sampling.grammar is not None:
+        """For a chain that is plain greedy (no lazy grammar, nothing but the `ignore_eos` bias
+        before it), the tokens an argmax of the logits must skip; None for any other chain.
+        Counting the chain's samplers keeps any sampler added to `_chain` (penalties...) on it."""
+        if sampling.temperature > 0 or sampling.grammar_triggers:
             return None
         expected = 2 if sampling.ignore_eos else 1
         if llama_cpp.llama_sampler_chain_n(sampler.sampler) != expected:
@@ -522,10 +522,22 @@ class ModelWorker:
         eog = self._eog_tokens() if sampling.ignore_eos else []
         return np.asarray(eog, dtype=np.intp)
 
-    def _sampler(self, sampling: SamplingParams) -> LlamaSampler:
-        """The sampler chain of one request, in llama.cpp's order: biases, grammar, penalties
-        (over the generated tokens; not under a grammar from the first token), then greedy, or
-        top-k, top-p, min-p, temperature, dist."""
+    def _sampler(self, sampling: SamplingParams) -> RequestSampler:
+        """One request's sampler: the chain, and an eager grammar checked after it
+        (`engine/request_sampler.py`)."""
+        chain = self._chain(sampling)
+        n_vocab = self._llm.n_vocab()
+        grammar = None
+        if sampling.grammar is not None and not sampling.grammar_triggers:
+            parsed = LlamaGrammar.from_string(sampling.grammar, verbose=False)
+            grammar = GrammarCheck(self._llm._model.vocab, parsed._grammar, parsed._root)
+        return RequestSampler(chain, n_vocab, grammar, self._argmax_mask(sampling, chain))
+
+    def _chain(self, sampling: SamplingParams) -> LlamaSampler:
+        """The sampler chain of one request, in llama.cpp's order: biases, a lazy grammar (tool
+        calls; an eager one is checked after the chain), penalties (over the generated tokens;
+        not under a grammar from the first token), then greedy, or top-k, top-p, min-p,
+        temperature, dist."""
         sampler = LlamaSampler()
         n_vocab = self._llm.n_vocab()
         bias = dict(sampling.logit_bias)
@@ -533,14 +545,11 @@ class ModelWorker:
             bias.update(dict.fromkeys(self._eog_tokens(), -1e30))
         if bias:
             sampler.add_logit_bias(n_vocab, bias)
-        if sampling.grammar is not None:
+        if sampling.grammar is not None and sampling.grammar_triggers:
             grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
-            if sampling.grammar_triggers:
-                sampler.add_grammar_lazy_patterns(
-                    self._llm._model, grammar, list(sampling.grammar_triggers), []
-                )
-            else:
-                sampler.add_grammar(self._llm._model, grammar)
+            sampler.add_grammar_lazy_patterns(
+                self._llm._model, grammar, list(sampling.grammar_triggers), []
+            )
         penalised = (
             sampling.repeat_penalty != 1.0
             or sampling.frequency_penalty != 0.0

@@ -9,7 +9,8 @@ Decode speed is measured between the first and the last token, so queueing and p
 
 Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuous batching) vs one
 stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
-with prompt-lookup speculative decoding vs without; and memory against the budget. With `--peers`,
+with prompt-lookup speculative decoding vs without; the coder's edit grammars vs unconstrained
+decoding (`edit_grammar.py`); and memory against the budget. With `--peers`,
 the same streams go, interleaved, to llama-cpp-python's server and llama.cpp's llama-server on the
 same model file (`peers.py`); with `--pipeline N`, whole workflows one at a time and N at
 once (`pipeline_bench.py`). Every pair is printed on one line ending `ratio <what> <value>`.
@@ -39,6 +40,7 @@ from breakingwind.config import Settings
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.types import SamplingParams
 from breakingwind.engine.worker import ModelWorker, eog_tokens
+from breakingwind.measure.edit_grammar import edit_grammar_cost
 from breakingwind.measure.peers import (
     PeerUnavailable,
     ServingSettings,
@@ -212,6 +214,7 @@ def run_bench(
             figures |= _concurrent_streams(engine, agent, targets, plan, echo)
         figures |= asyncio.run(_prefix_reuse(engine, agent, plan, echo))
         figures |= asyncio.run(_speculative(engine, agent, plan, echo))
+        figures |= asyncio.run(edit_grammar_cost(engine, agent, plan.repeats, echo))
         figures |= _memory(engine, settings, echo)
         if plan.pipeline_tasks:
             levels = tuple(sorted({1, plan.pipeline_tasks}))

@@ -18,13 +18,20 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.datastructures import State
 
-from breakingwind.api.openai_routes import _chat_request, _engine_messages
-from breakingwind.api.openai_schemas import ChatCompletionRequest
+from breakingwind.api.openai_schemas import (
+    ChatCompletionRequest,
+    Message,
+    NamedToolChoice,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+)
 from breakingwind.api.pipeline_chat import task_text
 from breakingwind.api.sse import invalid_request
 from breakingwind.api.workflow_routes import event_stream_items
 from breakingwind.engine import GenerationRequest
+from breakingwind.engine.output import JsonOutput
 from breakingwind.engine.types import ToolCall
+from breakingwind.errors import InvalidRequest
 from breakingwind.progress import final_message, progress_line
 from breakingwind.runtime import Runtime
 
@@ -40,7 +47,77 @@ def internal_request(fields: dict[str, Any]) -> ChatCompletionRequest:
 
 async def plan_turn(state: State, body: ChatCompletionRequest) -> GenerationRequest:
     """The engine request for `body` (media read to text, tools and output format checked)."""
-    return _chat_request(body, await _engine_messages(body.messages, state.runtime))
+    return chat_request(body, await engine_messages(body.messages, state.runtime))
+
+
+async def engine_messages(messages: list[Message], runtime: Runtime) -> list[dict[str, Any]]:
+    """The messages as the engine takes them: content as text (images and audio read by the
+    runtime's one conversion, as the preprocessor sees them)."""
+    root = runtime.settings.project.root
+    out = []
+    for i, message in enumerate(messages):
+        content = message.content
+        if content is not None:
+            content = await runtime.task_text(content, root, f"messages[{i}]")
+        entry: dict[str, Any] = {
+            "role": "system" if message.role == "developer" else message.role,
+            "content": content,
+        }
+        if message.tool_calls:
+            entry["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+        if message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
+        if message.name:
+            entry["name"] = message.name
+        out.append(entry)
+    return out
+
+
+def chat_request(body: ChatCompletionRequest, messages: list[dict[str, Any]]) -> GenerationRequest:
+    """The engine request for `body`."""
+    tools = [tool.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
+    choice = body.tool_choice or ("auto" if tools else "none")
+    if isinstance(choice, NamedToolChoice):
+        names = {tool["function"]["name"] for tool in tools or []}
+        if choice.function.name not in names:
+            raise InvalidRequest(
+                f"tool_choice names {choice.function.name!r}, which is not in tools",
+                param="tool_choice",
+            )
+        choice = choice.function.name
+    elif choice == "required" and not tools:
+        raise InvalidRequest("tool_choice 'required' needs tools", param="tool_choice")
+    json_output = None
+    fmt = body.response_format
+    if isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema):
+        if tools and choice != "none":
+            raise InvalidRequest(
+                "response_format json output cannot be combined with tools",
+                param="response_format",
+            )
+        json_output = json_output_of(fmt)
+    return GenerationRequest(
+        messages=messages,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=body.stops,
+        json_output=json_output,
+        tools=tools if choice != "none" else None,
+        tool_choice=choice,
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        ignore_eos=body.ignore_eos,
+        logprobs=body.logprobs_asked,
+        **body.sampling(),
+    )
+
+
+def json_output_of(fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema) -> JsonOutput:
+    if isinstance(fmt, ResponseFormatJsonObject):
+        return JsonOutput()
+    try:
+        return JsonOutput(fmt.json_schema.schema_)
+    except InvalidRequest as exc:
+        exc.param = "response_format.json_schema.schema"
+        raise
 
 
 @dataclass(frozen=True)

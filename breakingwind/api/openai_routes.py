@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from breakingwind.api.chat_core import plan_turn
 from breakingwind.api.model_names import agent_for_model, get_model, list_models
 from breakingwind.api.openai_chunks import (
     Envelope,
@@ -27,95 +28,20 @@ from breakingwind.api.openai_chunks import (
 from breakingwind.api.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
-    Message,
-    NamedToolChoice,
-    ResponseFormatJsonObject,
-    ResponseFormatJsonSchema,
 )
 from breakingwind.api.pipeline_chat import pipeline_chat
 from breakingwind.api.sse import DONE, PING, SSE_HEADERS, parse_json_body
 from breakingwind.engine import Engine, GenerationRequest, GenerationStream
-from breakingwind.engine.output import JsonOutput, Reply
+from breakingwind.engine.output import Reply
 from breakingwind.engine.types import ToolCall
 from breakingwind.errors import (
     InvalidRequest,
 )
-from breakingwind.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 # --- chat ----------------------------------------------------------------------------------
-
-
-async def _engine_messages(messages: list[Message], runtime: Runtime) -> list[dict[str, Any]]:
-    """The messages as the engine takes them: content as text (images and audio read by the
-    runtime's one conversion, as the preprocessor sees them)."""
-    root = runtime.settings.project.root
-    out = []
-    for i, message in enumerate(messages):
-        content = message.content
-        if content is not None:
-            content = await runtime.task_text(content, root, f"messages[{i}]")
-        entry: dict[str, Any] = {
-            "role": "system" if message.role == "developer" else message.role,
-            "content": content,
-        }
-        if message.tool_calls:
-            entry["tool_calls"] = [call.model_dump() for call in message.tool_calls]
-        if message.tool_call_id:
-            entry["tool_call_id"] = message.tool_call_id
-        if message.name:
-            entry["name"] = message.name
-        out.append(entry)
-    return out
-
-
-def _chat_request(body: ChatCompletionRequest, messages: list[dict[str, Any]]) -> GenerationRequest:
-    """The engine request for `body`."""
-    tools = [tool.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
-    choice = body.tool_choice or ("auto" if tools else "none")
-    if isinstance(choice, NamedToolChoice):
-        names = {tool["function"]["name"] for tool in tools or []}
-        if choice.function.name not in names:
-            raise InvalidRequest(
-                f"tool_choice names {choice.function.name!r}, which is not in tools",
-                param="tool_choice",
-            )
-        choice = choice.function.name
-    elif choice == "required" and not tools:
-        raise InvalidRequest("tool_choice 'required' needs tools", param="tool_choice")
-    json_output = None
-    fmt = body.response_format
-    if isinstance(fmt, ResponseFormatJsonObject | ResponseFormatJsonSchema):
-        if tools and choice != "none":
-            raise InvalidRequest(
-                "response_format json output cannot be combined with tools",
-                param="response_format",
-            )
-        json_output = _json_output(fmt)
-    return GenerationRequest(
-        messages=messages,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        stop=body.stops,
-        json_output=json_output,
-        tools=tools if choice != "none" else None,
-        tool_choice=choice,
-        parallel_tool_calls=body.parallel_tool_calls is not False,
-        ignore_eos=body.ignore_eos,
-        logprobs=body.logprobs_asked,
-        **body.sampling(),
-    )
-
-
-def _json_output(fmt: ResponseFormatJsonObject | ResponseFormatJsonSchema) -> JsonOutput:
-    if isinstance(fmt, ResponseFormatJsonObject):
-        return JsonOutput()
-    try:
-        return JsonOutput(fmt.json_schema.schema_)
-    except InvalidRequest as exc:
-        exc.param = "response_format.json_schema.schema"
-        raise
 
 
 def _tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
@@ -132,8 +58,7 @@ async def chat_completions(request: Request) -> Response:
     if agent is None:
         return await pipeline_chat(request, body)
     state = request.app.state
-    messages = await _engine_messages(body.messages, state.runtime)
-    generation = _chat_request(body, messages)
+    generation = await plan_turn(state, body)
     keepalive_s = state.settings.server.keepalive_s
     if body.stream:
         reply = await engine.reply(agent, generation)

@@ -608,17 +608,27 @@ def test_full_queue_is_a_503_with_retry_after(tmp_path: Path) -> None:
         busy = {
             "model": "breakingwind-coder",
             "max_tokens": 400,
+            "ignore_eos": True,  # busy for all 400 tokens, whatever the story's length
             "stream": True,
             "messages": [{"role": "user", "content": "Write a long story."}],
         }
         with httpx.stream(
             "POST", f"{live.url}/v1/chat/completions", json=busy, timeout=60
         ) as first:
-            next(first.iter_lines())
+            # the role chunk is sent before the model takes the request; after its first token
+            # the first request holds the only slot and the queue is empty. (Keep the iterator:
+            # a dropped one closes the stream, and the daemon then cancels the generation.)
+            lines = first.iter_lines()
+            for line in lines:
+                if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get(
+                    "content"
+                ):
+                    break
             with httpx.stream(
                 "POST", f"{live.url}/v1/chat/completions", json=busy, timeout=60
             ) as second:
-                next(second.iter_lines())  # queued behind the first
+                queued = second.iter_lines()
+                next(queued)  # queued behind the first
                 third = httpx.post(
                     f"{live.url}/v1/chat/completions",
                     timeout=60,

@@ -111,7 +111,8 @@ def edit_steps(n_ctx: int) -> list[Step]:
 
 async def _ms_per_token(
     engine: Engine, agent: str, step: Step, grammar: bool, tokens: int
-) -> tuple[float, int]:
+) -> tuple[float, float, int]:
+    """Decode and sampling milliseconds per generated token, and the tokens generated."""
     request = GenerationRequest(
         messages=[
             {"role": "system", "content": "You are a careful programmer editing a project."},
@@ -125,9 +126,16 @@ async def _ms_per_token(
         ignore_eos=not grammar,
         repeat_penalty=1.0,
     )
+    worker = engine.worker(agent)
+    before = worker.step_profile
     result = await engine.complete(agent, request)
-    generated = result.usage.completion_tokens
-    return result.timings.decode_s * 1e3 / max(generated, 1), generated
+    spent = worker.step_profile.since(before)
+    generated = max(result.usage.completion_tokens, 1)
+    return (
+        result.timings.decode_s * 1e3 / generated,
+        spent.sample_s * 1e3 / max(spent.sampled, 1),
+        result.usage.completion_tokens,
+    )
 
 
 async def edit_grammar_cost(
@@ -136,24 +144,28 @@ async def edit_grammar_cost(
     """Per step: median ms/token with its grammar and without; the ratio of the two."""
     figures: dict[str, float] = {}
     weighted = [0.0, 0.0]
-    echo(f"edit grammars on a {N_LINES}-line file, ms per generated token:")
+    echo(f"edit grammars on a {N_LINES}-line file, ms per generated token (sampling: its part):")
     for step in edit_steps(engine.worker(agent).n_ctx):
-        constrained, free = [], []
+        constrained, free, sampling = [], [], []
         # greedy: every constrained run makes the same tokens; this one (untimed) counts them
-        n = (await _ms_per_token(engine, agent, step, True, step.max_tokens))[1]
+        n = (await _ms_per_token(engine, agent, step, True, step.max_tokens))[2]
         before = engine.worker(agent).step_profile
         for i in range(repeats):  # interleaved, in turn first, so drift affects both alike
             for grammar in (True, False) if i % 2 == 0 else (False, True):
-                ms, _ = await _ms_per_token(engine, agent, step, grammar, max(n, 2))
+                ms, sample_ms, _ = await _ms_per_token(engine, agent, step, grammar, max(n, 2))
                 (constrained if grammar else free).append(ms)
+                if grammar:
+                    sampling.append(sample_ms)
         refused = engine.worker(agent).step_profile.since(before).refused
         c, f = statistics.median(constrained), statistics.median(free)
         figures[f"edit_{step.name.split()[0]}_grammar_ratio"] = c / f
+        figures[f"edit_{step.name.split()[0]}_sample_ms"] = statistics.median(sampling)
         weighted[0] += c * n
         weighted[1] += f * n
         echo(
-            f"  {step.name:<12} grammar {c:7.2f}   none {f:7.2f}   ({n:3d} tokens,"
-            f" {refused / repeats:3.0f} picks refused)   ratio grammar/none {c / f:.2f}"
+            f"  {step.name:<12} grammar {c:7.2f} (sampling {statistics.median(sampling):5.2f})"
+            f"   none {f:7.2f}   ({n:3d} tokens, {refused / repeats:3.0f} picks refused)"
+            f"   ratio grammar/none {c / f:.2f}"
         )
     figures["edit_grammar_ratio"] = weighted[0] / weighted[1]
     echo(

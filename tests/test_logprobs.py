@@ -55,31 +55,29 @@ def test_logprobs_are_off_unless_asked_and_do_not_change_the_answer(engine: Engi
     assert greedy(engine, 0).text == plain.text
 
 
-def test_chat_completion_returns_logprobs(client: openai.OpenAI) -> None:
-    answer = client.chat.completions.create(
+def ask(client: openai.OpenAI, **options: object):
+    """A greedy chat completion of PROMPT from the coder."""
+    return client.chat.completions.create(
         model="breakingwind-coder",
         messages=PROMPT,  # type: ignore[arg-type]
-        max_tokens=8,
         temperature=0,
-        logprobs=True,
-        top_logprobs=2,
+        **options,  # type: ignore[arg-type]
     )
+
+
+def test_chat_completion_returns_logprobs(client: openai.OpenAI) -> None:
+    answer = ask(client, max_tokens=8, logprobs=True, top_logprobs=2)
     content = answer.choices[0].logprobs.content  # type: ignore[union-attr]
     assert len(content) == answer.usage.completion_tokens  # type: ignore[union-attr]
     assert "".join(entry.token for entry in content) == answer.choices[0].message.content
     assert all(len(entry.top_logprobs) == 2 for entry in content)
-    plain = client.chat.completions.create(
-        model="breakingwind-coder", messages=PROMPT, max_tokens=2, temperature=0
-    )  # type: ignore[arg-type]
-    assert plain.choices[0].logprobs is None
+    assert ask(client, max_tokens=2).choices[0].logprobs is None
 
 
 def test_streamed_chat_carries_logprobs_with_its_text(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="breakingwind-coder",
-        messages=PROMPT,  # type: ignore[arg-type]
+    stream = ask(
+        client,
         max_tokens=10,
-        temperature=0,
         logprobs=True,
         top_logprobs=1,
         stream=True,
@@ -122,25 +120,18 @@ def test_legacy_completion_logprobs(client: openai.OpenAI) -> None:
 
 
 def test_responses_api_includes_logprobs_when_asked(client: openai.OpenAI) -> None:
-    response = client.responses.create(
-        model="breakingwind-coder",
-        input="Name three colours.",
-        max_output_tokens=8,
-        temperature=0,
-        include=["message.output_text.logprobs"],
-        top_logprobs=2,
-    )
+    asked = {
+        "model": "breakingwind-coder",
+        "input": "Name three colours.",
+        "max_output_tokens": 8,
+        "temperature": 0,
+        "include": ["message.output_text.logprobs"],
+    }
+    response = client.responses.create(**asked, top_logprobs=2)  # type: ignore[call-overload]
     part = response.output[0].content[0]  # type: ignore[union-attr]
     assert part.logprobs and "".join(lp.token for lp in part.logprobs) == part.text
     assert all(len(lp.top_logprobs) == 2 for lp in part.logprobs)
-    streamed = client.responses.create(
-        model="breakingwind-coder",
-        input="Name three colours.",
-        max_output_tokens=8,
-        temperature=0,
-        include=["message.output_text.logprobs"],
-        stream=True,
-    )
+    streamed = client.responses.create(**asked, stream=True)  # type: ignore[call-overload]
     deltas = [e for e in streamed if e.type == "response.output_text.delta"]
     tokens = [lp.token for e in deltas for lp in e.logprobs]
     assert tokens and "".join(tokens) == "".join(e.delta for e in deltas)

@@ -385,10 +385,10 @@ class AgentSettings(_Section):
     threads: int | None = Field(None, ge=1, description="CPU threads (unset: llama.cpp's default).")
     flash_attn: FlashAttention = Field(
         "auto",
-        description="Flash attention: 'auto' turns it on where the GPU backend has it (CUDA,"
-        " Metal: faster prefill and decode at long contexts, a smaller compute buffer) and off"
-        " on the CPU backend; true or false force it. Agents sharing a model file get the"
-        " first one's.",
+        description="Flash attention: 'auto' turns it on wherever the build supports it for the"
+        " model (GPU: faster prefill and decode at long contexts, a smaller compute buffer;"
+        " CPU: other sequences' cached cells stop slowing each step); true or false force it."
+        " Agents sharing a model file get the first one's.",
     )
     base_url: str | None = Field(
         None,

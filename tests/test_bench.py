@@ -37,6 +37,7 @@ def test_quick_bench_prints_a_parsable_ratio_for_every_pair(
         ratios.setdefault(match.group(1), float(match.group(2)))
     assert {"engine/bare", "http/bare", "follow-up/first", "on/off", "grammar/none"} <= set(ratios)
     assert "edit-grammar/none" in ratios
+    assert {"idle/empty-prefill", "idle/empty-decode"} <= set(ratios)
     assert {"1-streams/1-stream", "2-streams/1-stream", "4-streams/1-stream"} <= set(ratios)
     assert all(value > 0 for value in ratios.values())
     assert "greedy output identical: yes" in out

@@ -76,17 +76,13 @@ def compiled_backend() -> str:
     return "CPU"
 
 
-FLASH_ATTN_BACKENDS = frozenset({"CUDA", "Metal"})  # where "auto" asks llama.cpp for it
-
-
-def flash_attn_type(setting: Literal["auto"] | bool, backend: str) -> int:
+def flash_attn_type(setting: Literal["auto"] | bool) -> int:
     """llama.cpp's `flash_attn_type` for a setting: forced on/off, or for "auto" llama.cpp's own
-    AUTO on CUDA/Metal (it turns flash attention on where the device supports it for this
-    model) and off on the CPU backend, where no gain has been measured."""
+    AUTO (on where the device supports it for this model). On the CPU too: its flash attention
+    skips the cells the mask hides, so the prefixes idle slots keep cached stop slowing every
+    other sequence (docs/benchmarks.md, "Flash attention on the CPU")."""
     if setting == "auto":
-        if backend in FLASH_ATTN_BACKENDS:
-            return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
-        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        return llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
     return (
         llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         if setting
@@ -218,13 +214,12 @@ class ModelWorker:
         stop = list(request.stop)
         tool_format = None
         if request.messages is not None:
-            tools = request.tools if request.tool_choice != "none" else None
-            rendered = self._template.render(request.messages, tools)
-            if tools:
+            rendered = self._template.render(request.messages, request.tools)
+            if request.tools and request.tool_choice != "none":
                 tool_format = self._template.tool_format
                 try:
                     constraint = tool_call_grammar(
-                        tools,
+                        request.tools,
                         request.tool_choice,
                         tool_format,
                         request.parallel_tool_calls,
@@ -447,7 +442,7 @@ class ModelWorker:
         self.info = info = self.info or inspect_gguf(self.spec.path)
         offload = llama_cpp.llama_supports_gpu_offload()
         backend = compiled_backend()
-        flash = flash_attn_type(self.spec.flash_attn, backend if offload else "CPU")
+        flash = flash_attn_type(self.spec.flash_attn)
         try:
             llm = Llama(
                 model_path=str(self.spec.path),

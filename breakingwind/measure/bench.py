@@ -8,7 +8,8 @@ Each pair is measured in the same run on the same loaded model and the same prom
 Decode speed is measured between the first and the last token, so queueing and prefill are out.
 
 Then, on the same model: 1, 2, 4 and 8 simultaneous HTTP chat streams (continuous batching) vs one
-stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); decoding an edit
+stream; a follow-up turn's time to first token vs the first turn's (prefix reuse); one generation
+with three other slots' prompts cached vs with an empty cache (idle slots); decoding an edit
 with prompt-lookup speculative decoding vs without; the coder's edit grammars vs unconstrained
 decoding (`edit_grammar.py`); and memory against the budget. With `--peers`,
 the same streams go, interleaved, to llama-cpp-python's server and llama.cpp's llama-server on the
@@ -213,6 +214,7 @@ def run_bench(
             targets = [ours, *_start_peers(peers, worker, plan, echo)] if plan.peers else [ours]
             figures |= _concurrent_streams(engine, agent, targets, plan, echo)
         figures |= asyncio.run(_prefix_reuse(engine, agent, plan, echo))
+        figures |= asyncio.run(_idle_slots(engine, agent, plan, echo))
         figures |= asyncio.run(_speculative(engine, agent, plan, echo))
         figures |= asyncio.run(edit_grammar_cost(engine, agent, plan.repeats, echo))
         figures |= _memory(engine, settings, echo)
@@ -528,6 +530,55 @@ async def _prefix_reuse(
         "ttft_first_s": first,
         "ttft_follow_up_s": follow_up,
         "follow_up_vs_first": follow_up / first,
+    }
+
+
+async def _idle_slots(
+    engine: Engine, agent: str, plan: BenchPlan, echo: Callable[[str], None]
+) -> dict[str, float]:
+    """One generation with an empty cache vs with three other slots keeping their prompts cached
+    (as a pipeline's agents leave them): prefill and decode speed, interleaved."""
+    worker = _worker(engine, agent)
+    words = max(worker.n_ctx // 24, 16)  # four prompts and the answer fit in the context
+
+    def request(label: str, n_tokens: int) -> GenerationRequest:
+        text = f"{label}: " + " ".join(f"{label}{i}" for i in range(words))
+        return GenerationRequest(
+            messages=[{"role": "user", "content": text}],
+            max_tokens=n_tokens,
+            temperature=0,
+            ignore_eos=True,
+        )
+
+    speeds: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
+    cells = 0
+    for _ in range(plan.repeats):
+        for idle in (False, True):
+            await worker.clear_cache()
+            if idle:
+                kept = [await engine.complete(agent, request(n, 1)) for n in ("ab", "cd", "ef")]
+                cells = sum(k.usage.prompt_tokens + 1 for k in kept)
+            result = await engine.complete(agent, request("item", plan.n_tokens))
+            prefill, decode = speeds[idle]
+            prefill.append(result.usage.prompt_tokens / result.timings.prefill_s)
+            decode.append(result.decode_tokens_per_s)
+    await worker.clear_cache()
+    (empty_p, empty_d), (idle_p, idle_d) = (
+        (_median(speeds[idle][0]), _median(speeds[idle][1])) for idle in (False, True)
+    )
+    flash = worker.report.flash_attn if worker.report else "?"
+    echo(f"idle slots: 3 slots keep {cells} cells cached, flash attention {flash}")
+    echo(
+        f"idle slots  prefill tok/s empty cache {empty_p:7.1f}  3 idle slots {idle_p:7.1f}"
+        f"   ratio idle/empty-prefill {idle_p / empty_p:.2f}"
+    )
+    echo(
+        f"idle slots  decode tok/s  empty cache {empty_d:7.1f}  3 idle slots {idle_d:7.1f}"
+        f"   ratio idle/empty-decode {idle_d / empty_d:.2f}"
+    )
+    return {
+        "idle_prefill_ratio": idle_p / empty_p,
+        "idle_decode_ratio": idle_d / empty_d,
     }
 
 

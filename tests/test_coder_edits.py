@@ -6,9 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from breakingwind.agents.coder import write_code
 from breakingwind.diffs import apply_file_changes
-from breakingwind.engine import Engine
+from breakingwind.engine import Engine, GenerationResult
 from breakingwind.engine.budget import token_budget
 from breakingwind.tasks import CoderOutput
 from breakingwind.tools.registry import ToolRegistry, build_registry
@@ -53,7 +55,9 @@ async def no_tool_event(*_: Any) -> None:
     return None
 
 
-def code(engine: Engine, registry: ToolRegistry, task: str) -> CoderOutput:
+def code(
+    engine: Engine, registry: ToolRegistry, task: str, max_tool_calls: int = 0
+) -> CoderOutput:
     """One coder iteration inside a stage's token budget, as the pipeline runs it (a small
     budget keeps the test short: the edits made before it runs out are kept)."""
 
@@ -67,7 +71,7 @@ def code(engine: Engine, registry: ToolRegistry, task: str) -> CoderOutput:
                 ["calc/ops.py"],
                 None,
                 1,
-                0,
+                max_tool_calls,
                 no_tool_event,
             )
 
@@ -96,3 +100,24 @@ def test_a_file_changed_after_planning_is_edited_as_it_is_now(
     for change in output.files_modified:
         if change.path == "calc/ops.py":
             assert "grand_total" in ops.read_text() or "-def grand_total" in change.diff
+
+
+def test_the_edit_steps_reuse_the_tool_turns_prompt(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The edit steps render the conversation as the tool turn did (tools shown, not callable),
+    # so each reads only its own question: the prefix is in the cache.
+    results: list[GenerationResult] = []
+    complete = engine.complete
+
+    async def recorded(*args: Any, **kwargs: Any) -> GenerationResult:
+        result = await complete(*args, **kwargs)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(engine, "complete", recorded)
+    output = code(engine, registry_for(tmp_path), "Fix mean() in calc/ops.py.", max_tool_calls=1)
+    assert output.edits >= 1 and len(results) >= 4  # a tool turn, then target, range, replacement
+    gathered = results[0].usage.prompt_tokens
+    for step in results[1:]:
+        assert step.usage.cached_tokens >= gathered - 8, [r.usage for r in results]

@@ -22,7 +22,7 @@ from breakingwind.errors import (
     QueueFull,
 )
 from breakingwind.measure.bench import EDIT_SAMPLE
-from tests.conftest import TEST_N_CTX, make_settings
+from tests.conftest import TEST_N_CTX, make_settings, running_engine
 
 HAIKU = [{"role": "user", "content": "Write a short poem about the sea."}]
 
@@ -225,6 +225,66 @@ def test_follow_up_turn_reuses_its_conversation_after_another_one(engine: Engine
     answer, reply = asyncio.run(run())
     # the other conversation went to another slot: the whole first turn is still cached
     assert reply.usage.cached_tokens >= answer.usage.prompt_tokens
+
+
+def test_a_sibling_request_takes_over_its_slot_and_spares_the_others(tmp_path: Path) -> None:
+    # Two slots: one holds an unrelated conversation, the other an agent's step. The agent's
+    # next step (same long prefix, a different last message) takes over its sibling's slot;
+    # evicting the least recently used one would lose the unrelated conversation.
+    two_slots = make_settings(tmp_path, environ={"BREAKINGWIND_ENGINE__PARALLEL": "2"})
+    agent = [{"role": "system", "content": "You edit code. " + "Rules: be exact. " * 40}]
+    other = [{"role": "user", "content": "Translate: " + "good morning, how are you? " * 20}]
+
+    def step(text: str) -> GenerationRequest:
+        return GenerationRequest(
+            messages=[*agent, {"role": "user", "content": text}], max_tokens=4, temperature=0
+        )
+
+    async def run() -> list[Any]:
+        await engine.wait_ready()
+        first = await engine.complete("coder", GenerationRequest(messages=other, max_tokens=4))
+        results = [await engine.complete("coder", step(f"Step {n}: which file?")) for n in range(3)]
+        again = await engine.complete("coder", GenerationRequest(messages=other, max_tokens=4))
+        return [first, *results, again]
+
+    with running_engine(two_slots) as engine:
+        first, *steps, again = asyncio.run(run())
+    assert all(s.usage.cached_tokens >= steps[0].usage.prompt_tokens - 16 for s in steps[1:])
+    assert again.usage.cached_tokens == first.usage.prompt_tokens - 1  # all but the last token
+
+
+def test_tools_with_tool_choice_none_are_shown_but_never_called(engine: Engine) -> None:
+    messages = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+
+    async def run() -> tuple[Any, Any]:
+        plain = await engine.complete("coder", GenerationRequest(messages=messages, max_tokens=4))
+        shown = await engine.complete(
+            "coder",
+            GenerationRequest(
+                messages=messages,
+                tools=tools,
+                tool_choice="none",
+                grammar='root ::= "no tool" | "a tool"',  # a grammar may go with shown tools
+                max_tokens=8,
+            ),
+        )
+        return plain, shown
+
+    plain, shown = asyncio.run(run())
+    assert shown.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # the tool is in the prompt
+    assert shown.tool_calls == [] and shown.text in ("no tool", "a tool")
+    with pytest.raises(ValueError, match="callable tools and a grammar"):
+        GenerationRequest(messages=messages, tools=tools, grammar='root ::= "x"')
 
 
 def test_cancelling_one_of_two_streams_leaves_the_other_running(engine: Engine) -> None:
@@ -548,11 +608,9 @@ def test_step_profile_accounts_for_every_sampled_token(engine: Engine) -> None:
     assert phases["sample"] > 0 and phases["emit"] > 0 and phases["decode"] > 0
 
 
-def test_flash_attention_is_off_by_default_on_the_cpu_backend(engine: Engine) -> None:
-    report = engine.status()["coder"].report
-    if report.backend != "CPU":
-        pytest.skip(f"compiled for {report.backend}: auto asks llama.cpp for flash attention")
-    assert report.flash_attn == "off"
+def test_flash_attention_is_left_to_llama_cpp_by_default(engine: Engine) -> None:
+    # "auto" on every backend, the CPU included (docs/benchmarks.md, "Flash attention on the CPU")
+    assert engine.status()["coder"].report.flash_attn == "auto"
 
 
 def test_flash_attention_forced_on_loads_and_generates(tmp_path: Path, model_copy: Path) -> None:

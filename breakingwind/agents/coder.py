@@ -32,7 +32,7 @@ from breakingwind.agents.edits import (
     target_grammar,
     valid_new_path,
 )
-from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
+from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools, offered_tools
 from breakingwind.engine import Engine, GenerationRequest, generate_structured
 from breakingwind.engine.budget import current_budget
 from breakingwind.errors import TokenBudgetExhausted
@@ -90,8 +90,9 @@ async def write_code(
     messages = await gather_with_tools(
         engine, AGENT, messages, registry, TOOLS, max_tool_calls, on_tool_call, on_delta
     )
+    tools = offered_tools(registry, TOOLS, max_tool_calls)
     if local:
-        session = EditSession(engine, registry, targets, messages, n_ctx, on_delta)
+        session = EditSession(engine, registry, targets, messages, tools, n_ctx, on_delta)
         return await session.run(iteration)
     messages.append({"role": "user", "content": render_prompt("coder_answer.md")})
     draft = await generate_structured(
@@ -102,6 +103,7 @@ async def write_code(
         json_schema=_draft_schema(targets.paths),
         temperature=0.0,
         on_delta=on_delta,
+        tools=tools,
     )
     return CoderOutput(**draft.model_dump(), iteration=iteration, edits=len(draft.files_modified))
 
@@ -126,6 +128,7 @@ class EditSession:
     registry: ToolRegistry
     targets: EditTargets
     messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None  # rendered as the tool loop rendered them, never called
     n_ctx: int
     on_delta: OnDelta | None
     original: dict[str, str | None] = field(default_factory=dict)  # None: a new file
@@ -253,6 +256,8 @@ class EditSession:
             AGENT,
             GenerationRequest(
                 messages=[*self.messages, {"role": "user", "content": prompt}],
+                tools=self.tools,
+                tool_choice="none",
                 grammar=grammar,
                 max_tokens=max_tokens,
                 temperature=0.0,

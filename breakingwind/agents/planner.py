@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from breakingwind.agents.context import char_budget, repo_map
-from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools
+from breakingwind.agents.tool_loop import OnDelta, OnToolCall, gather_with_tools, offered_tools
 from breakingwind.engine import Engine, generate_structured
 from breakingwind.engine.structured import ATTEMPTS
 from breakingwind.prompts import render_prompt
@@ -123,6 +123,7 @@ async def make_plan(
         max_tokens=ANSWER_TOKENS,
         temperature=0.0,
         on_delta=on_delta,
+        tools=offered_tools(registry, READ_ONLY_TOOLS, max_tool_calls),
     )
     return Plan.model_validate(answer.model_dump())
 

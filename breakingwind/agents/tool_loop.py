@@ -39,6 +39,15 @@ def tool_definitions(registry: ToolRegistry, names: list[str]) -> list[dict[str,
     ]
 
 
+def offered_tools(
+    registry: ToolRegistry, names: list[str], max_calls: int
+) -> list[dict[str, Any]] | None:
+    """The tools a gathering turn renders, None when it calls none. An agent's later calls in
+    the same conversation pass them too (with tool_choice "none"): the prompt then renders as the
+    gathering turns did, and its long prefix is reused from the cache instead of read again."""
+    return tool_definitions(registry, names) if max_calls > 0 and names else None
+
+
 async def gather_with_tools(
     engine: Engine,
     agent: str,
@@ -52,9 +61,9 @@ async def gather_with_tools(
 ) -> list[dict[str, Any]]:
     """Let the model call `tool_names` up to `max_calls` times; return the grown conversation."""
     conversation = list(messages)
-    if max_calls <= 0 or not tool_names:
+    tools = offered_tools(registry, tool_names, max_calls)
+    if tools is None:
         return conversation
-    tools = tool_definitions(registry, tool_names)
     calls = 0
     budget = current_budget()
     # Gathering gets the first part of the stage's time; the answer keeps the rest.

@@ -170,16 +170,16 @@ class Batcher:
     def admit(self, job: Any, make_sampler: Callable[[Any], RequestSampler]) -> Sequence | None:
         """Start `job` in a free slot, or return None when no slot or KV room is free.
 
-        The slot is one whose whole cache is a prefix of the prompt (a follow-up turn: nothing is
-        lost), else an empty one, else the least recently used; the longest cached prefix held by
-        any slot is then copied into it, which in a unified cache shares the cells.
+        The slot is chosen by `_slot_rank` (a follow-up turn's, a sibling request's, an empty
+        one, the least recently used); the longest cached prefix held by any slot is then copied
+        into it, which in a unified cache shares the cells.
         """
         tokens: list[int] = job.prepared.tokens
         budget = min(job.prepared.sampling.max_tokens, self.n_ctx - len(tokens))
         free = [slot for slot in self.slots if not slot.busy]
         if not free:
             return None
-        slot = max(free, key=lambda s: _reuse_without_loss(s, tokens))
+        slot = max(free, key=lambda s: _slot_rank(s, tokens))
         if not self._make_room(slot, len(tokens) + budget):
             return None
         limit = len(tokens) - 1  # decode at least one token: the sampler needs fresh logits
@@ -430,9 +430,27 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return int(differ[0]) if differ.size else limit
 
 
-def _reuse_without_loss(slot: Slot, tokens: list[int]) -> tuple[bool, int, float]:
-    """Rank a free slot for `tokens`: a cache that is wholly a prefix of them first (longest
-    first; an empty slot counts, with 0), then the least recently used."""
+SIMILAR_SHARE = 0.5  # a slot whose cache shares at least this much with a prompt is taken over
+
+
+def _slot_rank(slot: Slot, tokens: list[int]) -> tuple[int, int, float]:
+    """Rank a free slot for `tokens`, best first:
+
+    1. a cache that is wholly a prefix of them (a follow-up turn), longest first;
+    2. a cache that mostly is (SIMILAR_SHARE of it or more): a sibling of this request, such as
+       the previous step of the same agent, whose own tail is not asked for again;
+    3. an empty slot;
+    4. the least recently used.
+
+    Taking over a similar slot, rather than copying its prefix into another, keeps the other
+    slots' caches: an agent whose steps share a long prefix (the coder's edit steps) would
+    otherwise turn every slot over and evict the prefixes the next stage needs.
+    """
     shared = _common_prefix(slot.tokens, tokens)
-    lossless = shared == len(slot.tokens)
-    return lossless, shared if lossless else 0, -slot.last_used
+    if slot.tokens and shared == len(slot.tokens):
+        return 3, shared, 0.0
+    if slot.tokens and shared >= SIMILAR_SHARE * len(slot.tokens):
+        return 2, shared, 0.0
+    if not slot.tokens:
+        return 1, 0, 0.0
+    return 0, 0, -slot.last_used

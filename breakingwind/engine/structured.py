@@ -41,11 +41,13 @@ async def generate_structured(
     seed: int | None = None,
     on_delta: Callable[[str], None] | None = None,
     json_schema: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> ModelT:
     """Ask `agent` for a `schema` instance; retry once with the errors, then raise.
 
     `json_schema` narrows `schema`'s own JSON schema for this call (e.g. paths limited to the
     project's real files): sampling follows it, and the reply is validated against `schema`.
+    `tools`: the tools the conversation was gathered with; shown, never callable here.
     """
     if json_schema is None:
         json_schema, grammar = schema.model_json_schema(), grammar_for(schema)
@@ -64,6 +66,8 @@ async def generate_structured(
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,
+                tools=tools,
+                tool_choice="none",
             ),
             on_delta=on_delta,
             wait_for_room=True,  # pipeline work: a full queue is waited out within the stage

@@ -82,7 +82,10 @@ class GenerationRequest:
     # checks the output (see `output.py`).
     json_output: JsonOutput | None = None
     tools: list[dict[str, Any]] | None = None  # OpenAI-style function tools offered to the model
-    tool_choice: str = "auto"  # "auto" | "required" | "none" | a function name
+    # "auto" | "required" | "none" | a function name. With "none" a local model still sees the
+    # tools (as OpenAI's models do) but cannot call them: a caller that continues a tool-using
+    # conversation without tools keeps the rendered prompt, and with it the cached prefix.
+    tool_choice: str = "auto"
     parallel_tool_calls: bool = True
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
     # Stop when the output starts looping (engine/repetition.py); `GenerationResult.looped` says.
@@ -100,8 +103,8 @@ class GenerationRequest:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("give exactly one of messages or prompt")
         constrained = self.grammar or self.json_schema is not None or self.json_output
-        if self.tools and constrained:
-            raise ValueError("tools and a grammar cannot be combined")
+        if self.tools and self.tool_choice != "none" and constrained:
+            raise ValueError("callable tools and a grammar cannot be combined")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,8 +268,10 @@ def _hidden_test(task: EvalTask, project: Path) -> tuple[bool, str]:
         return False, f"hidden test: {command[0]} is not installed"
     except subprocess.TimeoutExpired:
         return False, f"hidden test: timed out after {HIDDEN_TEST_TIMEOUT_S}s"
-    output = (run.stdout + run.stderr).strip().splitlines()
-    return run.returncode == 0, f"hidden test: {(output or [''])[-1][:120]}"
+    output = (run.stdout + run.stderr).strip().splitlines() or [""]
+    # The runner's verdict: pytest ends with it; node --test ends with timings after "# fail N".
+    verdicts = [line for line in output if re.search(r"fail|error", line, re.IGNORECASE)]
+    return run.returncode == 0, f"hidden test: {(verdicts or output)[-1].strip()[:120]}"
 
 
 def _default_test_command(relative: str) -> list[str]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.budget import token_budget
-from breakingwind.engine.repetition import MIN_SPAN, loop_period
+from breakingwind.engine.repetition import (
+    MIN_SPAN,
+    NEAR_EVERY,
+    NEAR_MIN_SPAN,
+    line_loop_period,
+    loop_period,
+    near_loop_period,
+)
 from breakingwind.errors import TokenBudgetExhausted
 
 LOOP = [{"role": "user", "content": "Write the word 'ha' 300 times, separated by spaces."}]
@@ -31,6 +39,56 @@ def test_loop_period_finds_repeating_tails_only() -> None:
     assert loop_period(list(range(200))) == 0
     assert loop_period([7] * (MIN_SPAN - 1)) == 0
     assert loop_period([9, 9] + list(range(40)) * 4, start=2) == 40
+
+
+def test_a_counting_loop_is_a_near_loop(engine: Engine) -> None:
+    # What the embedded model wrote into a replacement until its token limit (issue 17's eval).
+    text = "".join(f'======\n        "{n}.0.0.0",\n' for n in range(1, 30))
+    tokens = engine.worker("coder").tokenize(text)
+    assert loop_period(tokens) == 0  # never exactly the same twice
+    assert near_loop_period(tokens) > 0
+
+
+def test_alternating_numbered_blocks_are_a_line_loop() -> None:
+    # Also written into a replacement until the limit: two functions, over and over, numbered.
+    blocks = [
+        f"# {n}\ndef test_{'add' if n % 2 else 'remove'}_words(count):\n"
+        f"    count {'+' if n % 2 else '-'}= {n}\n\n"
+        for n in range(1, 9)
+    ]
+    text = "".join(blocks)
+    assert line_loop_period(text) == 8
+    assert line_loop_period("".join(blocks[:3])) == 0  # not yet three times round
+
+
+def test_real_source_files_are_never_near_loops(engine: Engine) -> None:
+    # Regular code (tables, dict literals, imports, test cases) must not look like a loop: every
+    # prefix of these files, checked as the guard checks a generation.
+    root = Path(__file__).parents[1]
+    files = [
+        *sorted((root / "breakingwind" / "engine").glob("*.py")),
+        root / "breakingwind" / "web" / "app.js",
+        root / "breakingwind" / "measure" / "data" / "edit_sample.py.txt",
+        root / "tests" / "test_hostile_inputs.py",
+        root / "docs" / "benchmarks.md",
+    ]
+    worker = engine.worker("coder")
+    for path in files:
+        tokens = worker.tokenize(path.read_text())
+        loops = [
+            end
+            for end in range(NEAR_MIN_SPAN, len(tokens), NEAR_EVERY)
+            if near_loop_period(tokens[:end])
+        ]
+        assert not loops, (path.name, worker_text(engine, tokens[: loops[0]][-200:]))
+        text = path.read_text()
+        ends = [at + 1 for at, char in enumerate(text) if char == "\n"]
+        line_loops = [end for end in ends if line_loop_period(text[:end])]
+        assert not line_loops, (path.name, text[: line_loops[0]][-300:])
+
+
+def worker_text(engine: Engine, tokens: list[int]) -> str:
+    return b"".join(engine.worker("coder")._piece(t) for t in tokens).decode(errors="replace")
 
 
 def generate(engine: Engine, guard: bool | None, max_tokens: int = 300):

@@ -28,7 +28,7 @@ import numpy as np
 
 from breakingwind.engine.logprobs import LogprobReader
 from breakingwind.engine.lookup import PromptLookup
-from breakingwind.engine.repetition import MIN_SPAN, loop_period
+from breakingwind.engine.repetition import is_looping
 from breakingwind.engine.request_sampler import RequestSampler
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import (
@@ -363,7 +363,8 @@ class Batcher:
             seq.job.emit(delta)
         if seq.matcher.stopped:
             return "stop"
-        if seq.guard and seq.generated >= MIN_SPAN and loop_period(seq.history, seq.prompt_len):
+        ended_line = "".join(seq.pieces) if seq.guard and "\n" in delta else None
+        if seq.guard and is_looping(seq.history, seq.prompt_len, seq.generated, ended_line):
             seq.looped = True
             return "stop"
         if seq.generated >= seq.budget:

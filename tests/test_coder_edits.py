@@ -55,9 +55,7 @@ async def no_tool_event(*_: Any) -> None:
     return None
 
 
-def code(
-    engine: Engine, registry: ToolRegistry, task: str, max_tool_calls: int = 0
-) -> CoderOutput:
+def code(engine: Engine, registry: ToolRegistry, task: str, max_tool_calls: int = 0) -> CoderOutput:
     """One coder iteration inside a stage's token budget, as the pipeline runs it (a small
     budget keeps the test short: the edits made before it runs out are kept)."""
 

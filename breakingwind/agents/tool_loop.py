@@ -21,6 +21,9 @@ OnToolCall = Callable[[str, dict[str, Any], bool, str], Awaitable[None]]
 OnDelta = Callable[[str], None]
 RESULT_CHARS = 6000  # what one tool result may add to the conversation
 GATHER_TIME_SHARE = 0.5  # share of a stage's time left for the answer after the tool turns
+# Prose a tool turn may write before a call (a short "let me read X first" fits): past it, the
+# model is answering instead of calling, and a gathering turn's prose is never used.
+PREAMBLE_CHARS = 400
 
 
 def tool_definitions(registry: ToolRegistry, names: list[str]) -> list[dict[str, Any]]:
@@ -81,6 +84,7 @@ async def gather_with_tools(
                         messages=conversation,
                         tools=tools,
                         tool_choice="auto",
+                        tool_preamble_chars=PREAMBLE_CHARS,
                         max_tokens=max_tokens,
                         temperature=0.0,
                     ),

@@ -102,13 +102,21 @@ class Reply:
     """
 
     def __init__(
-        self, stream: GenerationStream, json_output: JsonOutput | None, check: bool = True
+        self,
+        stream: GenerationStream,
+        json_output: JsonOutput | None,
+        check: bool = True,
+        preamble_chars: int | None = None,
     ) -> None:
         self._stream = stream
         self._json_output = json_output
         self._check = check
         self._parser = ToolCallParser(stream.tool_format) if stream.tool_format else None
         self._content: list[str] = []
+        self._content_chars = 0
+        # GenerationRequest.tool_preamble_chars; set only where calls are parsed from the text
+        self._preamble_chars = preamble_chars if self._parser is not None else None
+        self._cut = False  # ended for its preamble
         self.result: GenerationResult | None = None
         self.problem: str | None = None  # why the output failed its JSON check, if it did
 
@@ -122,7 +130,13 @@ class Reply:
             if text is None:
                 yield None
                 continue
+            if self._cut:
+                continue  # what came before the worker saw the cancel: not part of the reply
             chunk = self._parsed(text)
+            self._content_chars += len(chunk.content)
+            if self._preamble_too_long():
+                self._cut = True
+                self._stream.cancel()  # the worker ends it before its next token
             chunk.logprobs = self._stream.take_logprobs()
             if chunk.content or chunk.tool_calls or chunk.text or chunk.logprobs:
                 yield chunk
@@ -160,7 +174,16 @@ class Reply:
         self._content.append(parsed.content)
         return ReplyChunk(content=parsed.content, tool_calls=parsed.calls, text=text)
 
+    def _preamble_too_long(self) -> bool:
+        if self._preamble_chars is None or self._cut or self._parser is None:
+            return False
+        if self._parser.calls or self._parser.in_call:
+            return False
+        return self._content_chars > self._preamble_chars
+
     def _final(self, raw: GenerationResult) -> GenerationResult:
+        if self._cut:  # the reply is what was read before the cut
+            raw = replace(raw, text="".join(self._content), finish_reason="stop")
         calls = (self._parser.calls if self._parser else []) + raw.tool_calls
         if self._parser is None or not calls:
             return replace(raw, finish_reason="tool_calls") if calls else raw

@@ -123,6 +123,11 @@ class ToolCallParser:
         self._in_block = False
         self.calls: list[ToolCall] = []
 
+    @property
+    def in_call(self) -> bool:
+        """Whether a call's block has begun (and not yet closed)."""
+        return self._in_block
+
     def feed(self, text: str) -> ParsedDelta:
         self._buffer += text
         out = ParsedDelta()

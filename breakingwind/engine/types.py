@@ -87,6 +87,10 @@ class GenerationRequest:
     # conversation without tools keeps the rendered prompt, and with it the cached prefix.
     tool_choice: str = "auto"
     parallel_tool_calls: bool = True
+    # With callable tools written in the text (local models): end the reply once this many
+    # characters of text came and no call has begun (finish "stop"). For a turn that only
+    # gathers, whose prose is never used: a model answering instead of calling stops early.
+    tool_preamble_chars: int | None = None
     ignore_eos: bool = False  # generate exactly max_tokens (benchmarks)
     # Stop when the output starts looping (engine/repetition.py); `GenerationResult.looped` says.
     # None: on inside a pipeline stage's token budget (engine/budget.py), else

@@ -111,6 +111,14 @@ def test_a_looping_replacement_keeps_one_copy_of_the_loop() -> None:
     ]
 
 
+def test_a_counting_loop_keeps_its_first_block() -> None:
+    blocks = "".join(
+        f"# {n}\ndef test_{n}():\n    assert count({n}) == {n}\n\n" for n in range(3, 9)
+    )
+    kept = parse_replacement("import count\n\n" + blocks + "# 9", False, looped=True)
+    assert kept == ["import count", "", "# 3", "def test_3():", "    assert count(3) == 3", ""]
+
+
 @pytest.mark.parametrize(
     "grammar",
     [

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from breakingwind.engine.grammars import gbnf_literal
+from breakingwind.engine.repetition import LINE_MAX_PERIOD, line_shape
 from breakingwind.tools.files import project_files
 from breakingwind.tools.sandbox import Sandbox
 
@@ -169,7 +170,8 @@ def replacement_prefix(path: str, start: int, end: int, original: list[str]) -> 
 
 def parse_replacement(text: str, complete: bool, looped: bool = False) -> list[str]:
     """Step 3's new lines. An unfinished last line (cut by a budget or a loop) is dropped, and
-    after a loop so are the repeats of the looping lines (one copy is kept)."""
+    after a loop so are the repeats of the looping lines (one copy is kept; blocks that differ
+    only in their numbers, as a counting loop writes them, count as repeats)."""
     text = text.split(UPDATED_MARK, 1)[0]
     if text.endswith("\n") or complete:
         lines = text.removesuffix("\n").split("\n") if text else []
@@ -180,12 +182,13 @@ def parse_replacement(text: str, complete: bool, looped: bool = False) -> list[s
 
 def _without_repeated_tail(lines: list[str]) -> list[str]:
     lines = list(lines)
+    shapes = [line_shape(line) for line in lines]
     shrunk = True
     while shrunk:
         shrunk = False
-        for size in range(1, 9):
-            if len(lines) >= 2 * size and lines[-size:] == lines[-2 * size : -size]:
-                del lines[-size:]
+        for size in range(1, LINE_MAX_PERIOD + 1):
+            if len(lines) >= 2 * size and shapes[-size:] == shapes[-2 * size : -size]:
+                del lines[-size:], shapes[-size:]
                 shrunk = True
                 break
     return lines

@@ -73,13 +73,18 @@ LINE_MAX_PERIOD = 16
 _NUMBER = re.compile(r"\d+")
 
 
+def line_shape(line: str) -> str:
+    """A line as the line check compares it: trailing space dropped, every number one digit."""
+    return _NUMBER.sub("0", line.rstrip())
+
+
 def line_loop_period(text: str) -> int:
     """The period, in lines, of a loop at the end of `text`'s complete lines, or 0."""
     lines = text.split("\n")[:-1]
     longest = min(len(lines), max(LINE_MIN_LINES, LINE_MAX_PERIOD * LINE_MIN_REPEATS))
     if longest < LINE_MIN_LINES:
         return 0
-    tail = [_NUMBER.sub("0", line.rstrip()) for line in lines[len(lines) - longest :]]
+    tail = [line_shape(line) for line in lines[len(lines) - longest :]]
     for period in range(2, LINE_MAX_PERIOD + 1):
         span = max(LINE_MIN_LINES, period * LINE_MIN_REPEATS)
         if span > longest:

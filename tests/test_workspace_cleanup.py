@@ -14,7 +14,7 @@ from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import TaskState
-from tests.conftest import make_settings, scripted_engine, started, watch_until
+from tests.conftest import make_settings, parse_sse, scripted_engine, started, watch_until
 from tests.pipeline_fixtures import FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
 from tests.scripted_daemon import HANG, scripted_config, start_scripted
 
@@ -110,9 +110,11 @@ def test_after_a_sigkill_the_next_start_leaves_no_workspace(
     (data / "stray-copy").mkdir()
     assert worktrees(project) == 3
 
-    # The resumed review hangs again, so the counts below are taken while the task still runs.
+    # The resumed review hangs again, so the counts below are taken while the task still runs,
+    # once it has rebuilt its workspace (remove, then add: one worktree fewer in between).
     restarted = start_scripted(tmp_path, free_port, clean_env, {**APPROVED, "reviewer": [HANG]})
     try:
+        wait_for_resumed_stage(restarted.url, task_id, "review")
         assert worktrees(project) == 2  # the start-up sweep: the orphans are gone
         assert sorted(p.name for p in data.iterdir()) == [task_id]  # the resumed task's stays
         cancel = httpx.post(f"{restarted.url}/api/task/{task_id}/cancel", timeout=60)
@@ -121,3 +123,21 @@ def test_after_a_sigkill_the_next_start_leaves_no_workspace(
     assert cancel.json()["current_stage"] == "cancelled"
     assert worktrees(project) == 1
     assert list(data.iterdir()) == []
+
+
+def wait_for_resumed_stage(url: str, task_id: str, stage: str, timeout: float = 60) -> None:
+    """Read the task's events until, after its `resumed` event, `stage` has started again."""
+    resumed = False
+    with httpx.stream("GET", f"{url}/api/task/{task_id}/events", timeout=timeout) as response:
+        block: list[str] = []
+        for line in response.iter_lines():
+            if line:
+                block.append(line)
+                continue
+            events = parse_sse("\n".join(block)) if block and not block[0].startswith(":") else []
+            block = []
+            for event in events:
+                resumed = resumed or event["event"] == "resumed"
+                if resumed and started(stage)(event):
+                    return
+    raise AssertionError(f"the resumed task never started {stage} again")

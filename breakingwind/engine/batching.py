@@ -28,7 +28,7 @@ import numpy as np
 
 from breakingwind.engine.logprobs import LogprobReader
 from breakingwind.engine.lookup import PromptLookup
-from breakingwind.engine.repetition import is_looping
+from breakingwind.engine.repetition import LineTail, is_looping
 from breakingwind.engine.request_sampler import RequestSampler
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import (
@@ -114,6 +114,7 @@ class Sequence:
         )
         self.drafted = self.accepted = 0
         self.guard = prepared.sampling.repetition_guard
+        self.lines = LineTail() if self.guard else None  # for the guard's line check
         self.reader = logprobs  # set when the request asked for log probabilities
         self.logprobs: list[TokenLogprob] = []
         self.looped = False
@@ -363,8 +364,8 @@ class Batcher:
             seq.job.emit(delta)
         if seq.matcher.stopped:
             return "stop"
-        ended_line = "".join(seq.pieces) if seq.guard and "\n" in delta else None
-        if seq.guard and is_looping(seq.history, seq.prompt_len, seq.generated, ended_line):
+        shapes = seq.lines.shapes if seq.lines is not None and seq.lines.feed(delta) else None
+        if seq.guard and is_looping(seq.history, seq.prompt_len, seq.generated, shapes):
             seq.looped = True
             return "stop"
         if seq.generated >= seq.budget:

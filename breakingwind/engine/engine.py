@@ -239,7 +239,7 @@ class Engine:
         chunks into its own envelope; none parses model text itself. Errors as for `stream`.
         """
         stream = await self.stream(agent, request, wait_for_room)
-        return Reply(stream, request.json_output, preamble_chars=request.tool_preamble_chars)
+        return Reply(stream, request)
 
     async def complete(
         self,
@@ -293,8 +293,7 @@ class Engine:
         wait_for_room: bool,
     ) -> tuple[GenerationResult, str | None]:
         stream = await self.stream(agent, request, wait_for_room)
-        preamble = request.tool_preamble_chars
-        async with Reply(stream, request.json_output, False, preamble) as reply:
+        async with Reply(stream, request, check=False) as reply:
             async for chunk in reply.chunks():
                 if on_delta is not None and chunk is not None and chunk.text:
                     on_delta(chunk.text)

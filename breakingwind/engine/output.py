@@ -20,7 +20,7 @@ import jsonschema
 
 from breakingwind.engine.stream import GenerationStream
 from breakingwind.engine.tool_calls import ToolCallParser
-from breakingwind.engine.types import GenerationResult, TokenLogprob, ToolCall
+from breakingwind.engine.types import GenerationRequest, GenerationResult, TokenLogprob, ToolCall
 from breakingwind.errors import InvalidRequest, StructuredOutputError
 from breakingwind.prompts import render_prompt
 
@@ -102,20 +102,17 @@ class Reply:
     """
 
     def __init__(
-        self,
-        stream: GenerationStream,
-        json_output: JsonOutput | None,
-        check: bool = True,
-        preamble_chars: int | None = None,
+        self, stream: GenerationStream, request: GenerationRequest, check: bool = True
     ) -> None:
         self._stream = stream
-        self._json_output = json_output
+        self._json_output = request.json_output
         self._check = check
         self._parser = ToolCallParser(stream.tool_format) if stream.tool_format else None
         self._content: list[str] = []
         self._content_chars = 0
-        # GenerationRequest.tool_preamble_chars; set only where calls are parsed from the text
-        self._preamble_chars = preamble_chars if self._parser is not None else None
+        # GenerationRequest.tool_preamble_chars; kept only where calls are parsed from the text
+        preamble = request.tool_preamble_chars
+        self._preamble_chars = preamble if self._parser is not None else None
         self._cut = False  # ended for its preamble
         self.result: GenerationResult | None = None
         self.problem: str | None = None  # why the output failed its JSON check, if it did
@@ -175,8 +172,9 @@ class Reply:
         return ReplyChunk(content=parsed.content, tool_calls=parsed.calls, text=text)
 
     def _preamble_too_long(self) -> bool:
-        if self._preamble_chars is None or self._cut or self._parser is None:
+        if self._preamble_chars is None or self._cut:
             return False
+        assert self._parser is not None  # a preamble limit is kept only where calls are parsed
         if self._parser.calls or self._parser.in_call:
             return False
         return self._content_chars > self._preamble_chars

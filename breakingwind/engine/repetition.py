@@ -24,6 +24,8 @@ pydantic's warnings.py, a class repeated with only its version numbers changed, 
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -78,13 +80,36 @@ def line_shape(line: str) -> str:
     return _NUMBER.sub("0", line.rstrip())
 
 
+LINE_WINDOW = max(LINE_MIN_LINES, LINE_MAX_PERIOD * LINE_MIN_REPEATS)  # lines a check reads
+
+
+class LineTail:
+    """The shapes of a generation's last `LINE_WINDOW` complete lines, kept up to date as its
+    text streams in (so the line check never rereads the whole text)."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+        self.shapes: deque[str] = deque(maxlen=LINE_WINDOW)
+
+    def feed(self, text: str) -> bool:
+        """Take the next piece of text; True when it completed at least one line."""
+        *done, self._partial = (self._partial + text).split("\n")
+        self.shapes.extend(line_shape(line) for line in done)
+        return bool(done)
+
+
 def line_loop_period(text: str) -> int:
     """The period, in lines, of a loop at the end of `text`'s complete lines, or 0."""
     lines = text.split("\n")[:-1]
-    longest = min(len(lines), max(LINE_MIN_LINES, LINE_MAX_PERIOD * LINE_MIN_REPEATS))
+    return shapes_loop_period([line_shape(line) for line in lines[-LINE_WINDOW:]])
+
+
+def shapes_loop_period(shapes: Sequence[str]) -> int:
+    """`line_loop_period` of lines already reduced to their shapes (at most `LINE_WINDOW`)."""
+    tail = list(shapes)
+    longest = len(tail)
     if longest < LINE_MIN_LINES:
         return 0
-    tail = [line_shape(line) for line in lines[len(lines) - longest :]]
     for period in range(2, LINE_MAX_PERIOD + 1):
         span = max(LINE_MIN_LINES, period * LINE_MIN_REPEATS)
         if span > longest:
@@ -96,14 +121,16 @@ def line_loop_period(text: str) -> int:
     return 0
 
 
-def is_looping(tokens: list[int], start: int, generated: int, text: str | None = None) -> bool:
+def is_looping(
+    tokens: list[int], start: int, generated: int, lines: Sequence[str] | None = None
+) -> bool:
     """Whether the `generated` tokens at the end of `tokens` (generation began at `start`) loop.
     Called after every token; the near-loop check runs every `NEAR_EVERY` tokens, and the line
-    check when `text` (the generated text, given when the token ended a line) is given."""
+    check when `lines` (the last lines' shapes, given when the token ended a line) are given."""
     if generated < MIN_SPAN:
         return False
     if loop_period(tokens, start):
         return True
-    if text is not None and line_loop_period(text):
+    if lines is not None and shapes_loop_period(lines):
         return True
     return generated % NEAR_EVERY == 0 and near_loop_period(tokens, start) > 0

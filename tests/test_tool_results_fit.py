@@ -16,7 +16,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from breakingwind.agents.tool_loop import RESULT_CHARS, gather_with_tools
+from breakingwind.agents.tool_loop import RESULT_CHARS, gather_with_tools, offered_tools
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
@@ -90,9 +90,16 @@ def test_an_agent_gets_a_cut_result_with_how_to_ask_for_the_rest(large: Settings
         calls.append((name, ok))
 
     messages = [{"role": "user", "content": "map the project"}]
+    registry = build_registry(large)
     conversation = asyncio.run(
         gather_with_tools(
-            engine, "planner", messages, build_registry(large), ["analyze_codebase"], 1, record
+            engine,
+            "planner",
+            messages,
+            registry,
+            offered_tools(registry, ["analyze_codebase"], 1),
+            1,
+            record,
         )
     )
     result = conversation[-1]

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.tool_loop import PREAMBLE_CHARS, gather_with_tools
+from breakingwind.agents.tool_loop import PREAMBLE_CHARS, gather_with_tools, offered_tools
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.tools.registry import build_registry
@@ -39,9 +39,16 @@ def gather(tmp_path: Path, answer: str) -> tuple[list[dict[str, Any]], list[str]
         called.append(name)
 
     messages = [{"role": "user", "content": "What is in notes.txt?"}]
+    registry = build_registry(settings)
     conversation = asyncio.run(
         gather_with_tools(
-            engine, "planner", messages, build_registry(settings), ["read_file"], 1, record
+            engine,
+            "planner",
+            messages,
+            registry,
+            offered_tools(registry, ["read_file"], 1),
+            1,
+            record,
         )
     )
     return conversation, called, planner

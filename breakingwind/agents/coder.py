@@ -87,10 +87,10 @@ async def write_code(
             ),
         },
     ]
-    messages = await gather_with_tools(
-        engine, AGENT, messages, registry, TOOLS, max_tool_calls, on_tool_call, on_delta
-    )
     tools = offered_tools(registry, TOOLS, max_tool_calls)
+    messages = await gather_with_tools(
+        engine, AGENT, messages, registry, tools, max_tool_calls, on_tool_call, on_delta
+    )
     if local:
         session = EditSession(engine, registry, targets, messages, tools, n_ctx, on_delta)
         return await session.run(iteration)

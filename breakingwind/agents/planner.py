@@ -110,8 +110,9 @@ async def make_plan(
             ),
         },
     ]
+    tools = offered_tools(registry, READ_ONLY_TOOLS, max_tool_calls)
     messages = await gather_with_tools(
-        engine, AGENT, messages, registry, READ_ONLY_TOOLS, max_tool_calls, on_tool_call, on_delta
+        engine, AGENT, messages, registry, tools, max_tool_calls, on_tool_call, on_delta
     )
     messages.append({"role": "user", "content": render_prompt("planner_answer.md")})
     answer = await generate_structured(
@@ -123,7 +124,7 @@ async def make_plan(
         max_tokens=ANSWER_TOKENS,
         temperature=0.0,
         on_delta=on_delta,
-        tools=offered_tools(registry, READ_ONLY_TOOLS, max_tool_calls),
+        tools=tools,
     )
     return Plan.model_validate(answer.model_dump())
 

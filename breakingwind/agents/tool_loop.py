@@ -56,17 +56,18 @@ async def gather_with_tools(
     agent: str,
     messages: list[dict[str, Any]],
     registry: ToolRegistry,
-    tool_names: list[str],
+    tools: list[dict[str, Any]] | None,
     max_calls: int,
     on_tool_call: OnToolCall,
     on_delta: OnDelta | None = None,
     max_tokens: int = 256,
 ) -> list[dict[str, Any]]:
-    """Let the model call `tool_names` up to `max_calls` times; return the grown conversation."""
+    """Let the model call `tools` (from `offered_tools`) up to `max_calls` times; return the
+    grown conversation."""
     conversation = list(messages)
-    tools = offered_tools(registry, tool_names, max_calls)
     if tools is None:
         return conversation
+    tool_names = [tool["function"]["name"] for tool in tools]
     calls = 0
     budget = current_budget()
     # Gathering gets the first part of the stage's time; the answer keeps the rest.

@@ -67,10 +67,22 @@ def cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
 
 
+def sigint_as_on_a_terminal() -> None:
+    """A child's SIGINT as a terminal's foreground job has it: a run started as a background job
+    of a non-interactive shell (a CI script's `&`) inherits SIGINT ignored, and Ctrl-C is what
+    these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(config: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "breakingwind", "--config", str(config), "run", TASK, *args]
     return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=sigint_as_on_a_terminal,
     )
 
 
@@ -201,7 +213,14 @@ def test_on_a_terminal_a_live_line_shows_the_stage_and_elapsed_time(
     controller, terminal = pty.openpty()
     argv = [sys.executable, "-m", "breakingwind", "--config", str(config), "run", TASK]
     env = {**clean_env, "TERM": "xterm-256color", "COLUMNS": "160"}
-    proc = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
+    proc = subprocess.Popen(
+        argv,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        preexec_fn=sigint_as_on_a_terminal,
+    )
     os.close(terminal)
     screen = b""
     live = re.compile(rb"code \xc2\xb7 cycle 1  [\d.]+s \(total [\dms. ]+\)")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from breakingwind.agents.tool_loop import gather_with_tools, offered_tools
+from breakingwind.config import Settings
+from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
+from breakingwind.tools.registry import build_registry
 
 CALC = """def add(a, b):
     return a - b
@@ -116,6 +122,29 @@ def review(status: str, *issues: str) -> str:
 
 def tool_call(name: str, **arguments: object) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+def gather_one_call(
+    settings: Settings, tool: str, question: str, *answers: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, bool]], ScriptedModel]:
+    """The planner's gathering turns with one call of `tool` allowed, the planner scripted with
+    `answers`: the grown conversation, each call made (name, ok), and the scripted planner."""
+    engine = Engine(settings)  # never started: the planner is scripted
+    planner = ScriptedModel("planner")
+    planner.enqueue(*answers)
+    engine.replace_model("planner", planner)
+    calls: list[tuple[str, bool]] = []
+
+    async def record(name: str, arguments: dict[str, Any], ok: bool, summary: str) -> None:
+        calls.append((name, ok))
+
+    registry = build_registry(settings)
+    messages = [{"role": "user", "content": question}]
+    tools = offered_tools(registry, [tool], 1)
+    conversation = asyncio.run(
+        gather_with_tools(engine, "planner", messages, registry, tools, 1, record)
+    )
+    return conversation, calls, planner
 
 
 def script_approved_fix(

@@ -16,14 +16,12 @@ import httpx
 import pytest
 from mcp import Client
 
-from breakingwind.agents.tool_loop import RESULT_CHARS, gather_with_tools, offered_tools
+from breakingwind.agents.tool_loop import RESULT_CHARS
 from breakingwind.api.app import create_app
 from breakingwind.config import Settings
 from breakingwind.engine import Engine
-from breakingwind.engine.scripted import ScriptedModel
-from breakingwind.tools.registry import build_registry
 from tests.conftest import LiveServer, make_settings
-from tests.pipeline_fixtures import tool_call
+from tests.pipeline_fixtures import gather_one_call, tool_call
 from tests.test_analyze_large import generate
 
 FILES = 2500
@@ -80,27 +78,9 @@ def test_rest_returns_the_same_first_page(server: LiveServer) -> None:
 
 
 def test_an_agent_gets_a_cut_result_with_how_to_ask_for_the_rest(large: Settings) -> None:
-    engine = Engine(large)  # never started: the planner is scripted
-    planner = ScriptedModel("planner")
-    planner.enqueue(tool_call("analyze_codebase", max_modules=5000), "done")
-    engine.replace_model("planner", planner)
-    calls: list[tuple[str, bool]] = []
-
-    async def record(name: str, arguments: dict[str, Any], ok: bool, summary: str) -> None:
-        calls.append((name, ok))
-
-    messages = [{"role": "user", "content": "map the project"}]
-    registry = build_registry(large)
-    conversation = asyncio.run(
-        gather_with_tools(
-            engine,
-            "planner",
-            messages,
-            registry,
-            offered_tools(registry, ["analyze_codebase"], 1),
-            1,
-            record,
-        )
+    answer = tool_call("analyze_codebase", max_modules=5000)
+    conversation, calls, _ = gather_one_call(
+        large, "analyze_codebase", "map the project", answer, "done"
     )
     result = conversation[-1]
     assert calls == [("analyze_codebase", True)] and result["role"] == "tool"

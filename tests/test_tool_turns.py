@@ -7,12 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from breakingwind.agents.tool_loop import PREAMBLE_CHARS, gather_with_tools, offered_tools
+from breakingwind.agents.tool_loop import PREAMBLE_CHARS
 from breakingwind.engine import Engine, GenerationRequest
 from breakingwind.engine.scripted import ScriptedModel
-from breakingwind.tools.registry import build_registry
 from tests.conftest import make_settings
-from tests.pipeline_fixtures import tool_call
+from tests.pipeline_fixtures import gather_one_call, tool_call
 
 WEATHER = {
     "type": "function",
@@ -29,29 +28,10 @@ def gather(tmp_path: Path, answer: str) -> tuple[list[dict[str, Any]], list[str]
     root.mkdir()
     (root / "notes.txt").write_text("hello\n")
     settings = make_settings(tmp_path, environ={"BREAKINGWIND_PROJECT_ROOT": str(root)})
-    engine = Engine(settings)  # never started: the planner is scripted
-    planner = ScriptedModel("planner")
-    planner.enqueue(answer)
-    engine.replace_model("planner", planner)
-    called: list[str] = []
-
-    async def record(name: str, arguments: dict[str, Any], ok: bool, summary: str) -> None:
-        called.append(name)
-
-    messages = [{"role": "user", "content": "What is in notes.txt?"}]
-    registry = build_registry(settings)
-    conversation = asyncio.run(
-        gather_with_tools(
-            engine,
-            "planner",
-            messages,
-            registry,
-            offered_tools(registry, ["read_file"], 1),
-            1,
-            record,
-        )
+    conversation, calls, planner = gather_one_call(
+        settings, "read_file", "What is in notes.txt?", answer
     )
-    return conversation, called, planner
+    return conversation, [name for name, _ in calls], planner
 
 
 def test_a_call_after_a_short_preamble_is_made(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from breakingwind.engine.repetition import (
     MIN_SPAN,
     NEAR_EVERY,
     NEAR_MIN_SPAN,
-    line_loop_period,
+    LineTail,
     loop_period,
     near_loop_period,
+    shapes_loop_period,
 )
 from breakingwind.errors import TokenBudgetExhausted
 
@@ -32,6 +33,21 @@ def loop_bias(engine: Engine) -> dict[int, float]:
     )
     assert len(tokens) == 1
     return {tokens[0]: 100.0}
+
+
+def line_loop_periods(text: str) -> list[int]:
+    """The line check's answer after each complete line of `text`, streamed in as a generation's
+    text is (the guard's own path)."""
+    tail = LineTail()
+    return [
+        shapes_loop_period(tail.shapes) if tail.feed(line + "\n") else 0
+        for line in text.split("\n")[:-1]
+    ]
+
+
+def line_loop_period(text: str) -> int:
+    """The line check's answer once `text` has streamed in."""
+    return (line_loop_periods(text) or [0])[-1]
 
 
 def test_loop_period_finds_repeating_tails_only() -> None:
@@ -83,7 +99,9 @@ def test_real_source_files_are_never_near_loops(engine: Engine) -> None:
         assert not loops, (path.name, worker_text(engine, tokens[: loops[0]][-200:]))
         text = path.read_text()
         ends = [at + 1 for at, char in enumerate(text) if char == "\n"]
-        line_loops = [end for end in ends if line_loop_period(text[:end])]
+        line_loops = [
+            end for end, period in zip(ends, line_loop_periods(text), strict=True) if period
+        ]
         assert not line_loops, (path.name, text[: line_loops[0]][-300:])
 
 

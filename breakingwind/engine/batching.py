@@ -28,7 +28,7 @@ import numpy as np
 
 from breakingwind.engine.logprobs import LogprobReader
 from breakingwind.engine.lookup import PromptLookup
-from breakingwind.engine.repetition import LineTail, is_looping
+from breakingwind.engine.repetition import LoopGuard
 from breakingwind.engine.request_sampler import RequestSampler
 from breakingwind.engine.stops import StopMatcher
 from breakingwind.engine.types import (
@@ -113,8 +113,8 @@ class Sequence:
             else None
         )
         self.drafted = self.accepted = 0
-        self.guard = prepared.sampling.repetition_guard
-        self.lines = LineTail() if self.guard else None  # for the guard's line check
+        guarded = prepared.sampling.repetition_guard
+        self.guard = LoopGuard(self.prompt_len) if guarded else None
         self.reader = logprobs  # set when the request asked for log probabilities
         self.logprobs: list[TokenLogprob] = []
         self.looped = False
@@ -364,8 +364,7 @@ class Batcher:
             seq.job.emit(delta)
         if seq.matcher.stopped:
             return "stop"
-        shapes = seq.lines.shapes if seq.lines is not None and seq.lines.feed(delta) else None
-        if seq.guard and is_looping(seq.history, seq.prompt_len, seq.generated, shapes):
+        if seq.guard is not None and seq.guard.looping(seq.history, seq.generated, delta):
             seq.looped = True
             return "stop"
         if seq.generated >= seq.budget:

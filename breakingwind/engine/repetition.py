@@ -98,14 +98,9 @@ class LineTail:
         return bool(done)
 
 
-def line_loop_period(text: str) -> int:
-    """The period, in lines, of a loop at the end of `text`'s complete lines, or 0."""
-    lines = text.split("\n")[:-1]
-    return shapes_loop_period([line_shape(line) for line in lines[-LINE_WINDOW:]])
-
-
 def shapes_loop_period(shapes: Sequence[str]) -> int:
-    """`line_loop_period` of lines already reduced to their shapes (at most `LINE_WINDOW`)."""
+    """The period, in lines, of a loop at the end of these line shapes (at most `LINE_WINDOW`),
+    or 0."""
     tail = list(shapes)
     longest = len(tail)
     if longest < LINE_MIN_LINES:
@@ -121,16 +116,23 @@ def shapes_loop_period(shapes: Sequence[str]) -> int:
     return 0
 
 
-def is_looping(
-    tokens: list[int], start: int, generated: int, lines: Sequence[str] | None = None
-) -> bool:
-    """Whether the `generated` tokens at the end of `tokens` (generation began at `start`) loop.
-    Called after every token; the near-loop check runs every `NEAR_EVERY` tokens, and the line
-    check when `lines` (the last lines' shapes, given when the token ended a line) are given."""
-    if generated < MIN_SPAN:
-        return False
-    if loop_period(tokens, start):
-        return True
-    if lines is not None and shapes_loop_period(lines):
-        return True
-    return generated % NEAR_EVERY == 0 and near_loop_period(tokens, start) > 0
+class LoopGuard:
+    """One generation's repetition guard, asked after each generated token: the exact check every
+    token, the line check when the token ended a line, the near check every `NEAR_EVERY`
+    tokens."""
+
+    def __init__(self, start: int) -> None:
+        self._start = start  # where generation began in the tokens it is shown
+        self._lines = LineTail()
+
+    def looping(self, tokens: list[int], generated: int, text: str) -> bool:
+        """Whether `tokens` (the prompt, then `generated` tokens, the last one's text `text`)
+        end in a loop."""
+        ended_line = self._lines.feed(text)
+        if generated < MIN_SPAN:
+            return False
+        if loop_period(tokens, self._start):
+            return True
+        if ended_line and shapes_loop_period(self._lines.shapes):
+            return True
+        return generated % NEAR_EVERY == 0 and near_loop_period(tokens, self._start) > 0

@@ -172,7 +172,7 @@ class Reply:
         return ReplyChunk(content=parsed.content, tool_calls=parsed.calls, text=text)
 
     def _preamble_too_long(self) -> bool:
-        if self._preamble_chars is None or self._cut:
+        if self._preamble_chars is None:
             return False
         assert self._parser is not None  # a preamble limit is kept only where calls are parsed
         if self._parser.calls or self._parser.in_call:

@@ -422,18 +422,24 @@ def watch_until(
         "POST", f"{daemon.url}/api/workflow", json={"input": TASK}, timeout=timeout
     ) as response:
         task_id = response.headers["x-task-id"]
-        block: list[str] = []
-        for line in response.iter_lines():
-            if line:
-                block.append(line)
-                continue
-            if block and not block[0].startswith(":"):
-                seen += parse_sse("\n".join(block))
-            block = []
-            if seen and after(seen[-1]):
+        for event in sse_events(response):
+            seen.append(event)
+            if after(event):
                 daemon.kill()
                 return task_id, seen
     raise AssertionError(f"the stream ended before the kill point: {seen[-1]}")
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """A streamed response's events as they come (keepalive comments skipped)."""
+    block: list[str] = []
+    for line in response.iter_lines():
+        if line:
+            block.append(line)
+            continue
+        if block and not block[0].startswith(":"):
+            yield from parse_sse("\n".join(block))
+        block = []
 
 
 def started(stage: str) -> Callable[[dict[str, Any]], bool]:

@@ -14,7 +14,7 @@ from breakingwind.engine import Engine
 from breakingwind.engine.scripted import ScriptedModel
 from breakingwind.runtime import open_runtime
 from breakingwind.tasks import TaskState
-from tests.conftest import make_settings, parse_sse, scripted_engine, started, watch_until
+from tests.conftest import make_settings, scripted_engine, sse_events, started, watch_until
 from tests.pipeline_fixtures import FIX_DIFF, NO_TOOLS, TASK, code, make_project, plan, review
 from tests.scripted_daemon import HANG, scripted_config, start_scripted
 
@@ -129,15 +129,8 @@ def wait_for_resumed_stage(url: str, task_id: str, stage: str, timeout: float = 
     """Read the task's events until, after its `resumed` event, `stage` has started again."""
     resumed = False
     with httpx.stream("GET", f"{url}/api/task/{task_id}/events", timeout=timeout) as response:
-        block: list[str] = []
-        for line in response.iter_lines():
-            if line:
-                block.append(line)
-                continue
-            events = parse_sse("\n".join(block)) if block and not block[0].startswith(":") else []
-            block = []
-            for event in events:
-                resumed = resumed or event["event"] == "resumed"
-                if resumed and started(stage)(event):
-                    return
+        for event in sse_events(response):
+            resumed = resumed or event["event"] == "resumed"
+            if resumed and started(stage)(event):
+                return
     raise AssertionError(f"the resumed task never started {stage} again")
